@@ -1,0 +1,76 @@
+"""``signet verify-blob``: verify a Sigstore bundle over a file or a digest, like cosign verify-blob."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from webhook.commands.common import EXIT_OK, load_key, load_trusted_root, read_file
+from webhook.errors import PolicyError
+from webhook.verify.bundle import Bundle
+from webhook.verify.identity import Identity
+from webhook.verify.material import Digest
+from webhook.verify.verifier import Artifact, Verifier
+
+_DIGEST = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
+
+
+def add_identity_arguments(parser: argparse.ArgumentParser) -> None:
+    """The cosign identity flags, shared by verify and verify-blob."""
+    subject = parser.add_mutually_exclusive_group()
+    subject.add_argument("--certificate-identity", metavar="ID", help="exact signer identity (SAN)")
+    subject.add_argument("--certificate-identity-regexp", metavar="RE", help="full-match regexp for the SAN")
+    issuer = parser.add_mutually_exclusive_group()
+    issuer.add_argument("--certificate-oidc-issuer", metavar="URL", help="exact OIDC issuer")
+    issuer.add_argument("--certificate-oidc-issuer-regexp", metavar="RE", help="full-match regexp for the issuer")
+    parser.add_argument("--key", metavar="PEM", help="verify with this public key instead of an identity")
+    parser.add_argument("--trusted-root", metavar="FILE", help="trusted_root.json (default: embedded production)")
+
+
+def identity_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Identity | None:
+    """The identity policy the flags ask for; None with --key. Misuse is a usage error (exit 2)."""
+    has_subject = args.certificate_identity is not None or args.certificate_identity_regexp is not None
+    has_issuer = args.certificate_oidc_issuer is not None or args.certificate_oidc_issuer_regexp is not None
+    if args.key:
+        if has_subject or has_issuer:
+            parser.error("--key cannot be combined with certificate identity flags")
+        return None
+    if not (has_subject and has_issuer):
+        parser.error("give --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp], or --key")
+    try:
+        return Identity(
+            subject=args.certificate_identity, subject_regexp=args.certificate_identity_regexp,
+            issuer=args.certificate_oidc_issuer, issuer_regexp=args.certificate_oidc_issuer_regexp,
+        )
+    except PolicyError as exc:
+        parser.error(exc.reason)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("artifact", metavar="FILE_OR_DIGEST", help="the artifact, or sha256:<hex> of it")
+    parser.add_argument("--bundle", required=True, metavar="F", help="the Sigstore bundle (.sigstore.json)")
+    add_identity_arguments(parser)
+    parser.add_argument("--staging", action="store_true", help="use the embedded staging trust root")
+
+
+def artifact_from_arg(value: str) -> Artifact:
+    """A ``sha256:<hex>`` that is not a file on disk is a digest; anything else is a path."""
+    match = _DIGEST.match(value)
+    if match and not Path(value).exists():
+        return Artifact(Digest("sha256", bytes.fromhex(match.group(1))))
+    return Artifact.from_bytes(read_file(value, "artifact"))
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    policy = identity_from_args(parser, args)
+    key = load_key(args.key) if args.key else None
+    artifact = artifact_from_arg(args.artifact)
+    bundle_raw = read_file(args.bundle, "bundle")
+    trusted_root = load_trusted_root(args.trusted_root, staging=args.staging)
+    bundle = Bundle.from_json(bundle_raw)
+    result = Verifier(trusted_root).verify_bundle(bundle, artifact, policy=policy, key=key)
+    who = f"{result.signer.subject} ({result.signer.issuer})" if result.signer else "the given key"
+    print(f"Verified OK: signed by {who}", file=sys.stderr)
+    return EXIT_OK

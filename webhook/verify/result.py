@@ -1,0 +1,57 @@
+"""The outcome of verifying one signature: what was proven, by whom, and when."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography import x509
+
+from webhook.verify.dsse import Statement
+from webhook.verify.identity import Policy, Signer, signer_of
+
+
+@dataclass(frozen=True)
+class LogProof:
+    """A transparency log entry that was verified for this signature."""
+
+    log_url: str
+    log_index: int
+    integrated_time: datetime | None
+
+
+@dataclass(frozen=True)
+class VerifiedSignature:
+    """A cryptographically verified signature, before any identity policy is applied.
+
+    Identity is checked separately (``check_identity``) so that one verification can be held
+    against many policies: the expensive work does not depend on who is allowed.
+    """
+
+    kind: str
+    """``bundle`` or ``cosign`` (legacy registry annotations)."""
+    certificate: x509.Certificate | None
+    signing_times: tuple[datetime, ...]
+    log_proofs: tuple[LogProof, ...]
+    payload: bytes | None = None
+    """The signed payload: cosign simple-signing JSON, or the DSSE payload."""
+    statement: Statement | None = None
+    key_verified: bool = False
+    """True when the signature was checked with a caller-supplied public key."""
+    signer: Signer | None = field(default=None)
+
+    @property
+    def log_index(self) -> int | None:
+        return self.log_proofs[0].log_index if self.log_proofs else None
+
+    def check_identity(self, policy: Policy) -> None:
+        """Raise IdentityMismatchError (or VerificationError) unless the signer satisfies ``policy``."""
+        if self.certificate is None:
+            from webhook.errors import VerificationError
+
+            raise VerificationError("signature was made with a key, not a certificate identity", step="identity")
+        policy.verify(self.certificate)
+
+    @classmethod
+    def signer_from(cls, certificate: x509.Certificate | None) -> Signer | None:
+        return signer_of(certificate) if certificate is not None else None

@@ -1,0 +1,226 @@
+"""Verifying Sigstore bundles: the checklist.
+
+For a bundle and the artifact (or its digest), in this order (ARCHITECTURE.md §2 step letters):
+
+  (0) structure: the bundle parses and obeys its version's rules (``bundle.py``).
+  (1) signing times: every RFC 3161 timestamp must verify against a TSA of the trust root; every
+      Rekor v1 SET must verify. Only verified times count; keyless needs at least one.
+  (a) the leaf certificate is parsed (keyless) or the caller's key is used (keyed).
+  (b) path validation of the leaf to a Fulcio CA valid at *each* signing time, never "now";
+      (c) EKU codeSigning and KeyUsage digitalSignature are part of it.
+  (d) an embedded SCT from a trusted CT log.
+  (e) every transparency log entry: SET and/or inclusion proof against a signed checkpoint, and
+      the entry's body must describe this very signature, certificate and artifact.
+  (f) each signing time within the certificate's validity (done by (b), which validates at it).
+  (g) the signature over the artifact digest (message) or over PAE (DSSE).
+  (h) the payload binds this artifact: message digest, or in-toto subject digest.
+  (i) identity — left to ``VerifiedSignature.check_identity`` so one verification serves many policies.
+
+Any failure raises VerificationError naming its step; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from webhook.errors import VerificationError
+from webhook.verify.bundle import Bundle
+from webhook.verify.certs import CertificateVerifier
+from webhook.verify.dsse import IN_TOTO_PAYLOAD_TYPE, DsseEnvelope, Statement
+from webhook.verify.identity import Policy
+from webhook.verify.keys import PublicKey, spki_der, verify_signature
+from webhook.verify.material import Digest, SignedContent
+from webhook.verify.result import LogProof, VerifiedSignature
+from webhook.verify.sct import verify_sct
+from webhook.verify.timestamp import verify_timestamp
+from webhook.verify.tlog import TlogEntry, verify_entry
+from webhook.verify.trustroot import TrustedRoot
+
+_logger = logging.getLogger(__name__)
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512,
+}
+
+
+def hash_algorithm(name: str) -> hashes.HashAlgorithm:
+    try:
+        return _HASHES[name]()
+    except KeyError:
+        raise VerificationError(f"unsupported digest algorithm {name!r}", step="signature") from None
+
+
+def digest_for_key(key: PublicKey, data: bytes) -> Digest:
+    """Digest of ``data`` with the hash a log uses for this key (Rekor v2 hashedrekord-over-DSSE)."""
+    name = "sha256"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        name = {"secp384r1": "sha384", "secp521r1": "sha512"}.get(key.curve.name, "sha256")
+    return Digest(name, hashlib.new(name, data).digest())
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What the caller says was signed: the bytes, or just their digest."""
+
+    digest: Digest
+    data: bytes | None = None
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Artifact:
+        return cls(Digest("sha256", hashlib.sha256(data).digest()), data)
+
+    def digest_with(self, algorithm: str) -> Digest:
+        if self.digest.algorithm == algorithm:
+            return self.digest
+        if self.data is None:
+            raise VerificationError(
+                f"the bundle signs a {algorithm} digest but only the {self.digest.algorithm} digest of "
+                "the artifact was given", step="signature")
+        return Digest(algorithm, hashlib.new(algorithm, self.data).digest())
+
+
+class Verifier:
+    """Verifies signatures against one trust root; holds what does not change between verifications."""
+
+    def __init__(self, trusted_root: TrustedRoot) -> None:
+        self.trusted_root = trusted_root
+        self._certificates = CertificateVerifier(trusted_root)
+
+    # -- bundles -------------------------------------------------------------------------------
+
+    def verify_bundle(
+        self,
+        bundle: Bundle,
+        artifact: Artifact,
+        *,
+        policy: Policy | None = None,
+        key: PublicKey | None = None,
+    ) -> VerifiedSignature:
+        """Verify ``bundle`` over ``artifact``: with ``key`` (keyed) or ``policy`` (keyless identity)."""
+        if key is None and policy is None:
+            raise VerificationError("neither a public key nor an identity policy was given", step="policy")
+        result = self.verify_bundle_signature(bundle, artifact, key=key)
+        if key is None and policy is not None:
+            result.check_identity(policy)
+        return result
+
+    def verify_bundle_signature(
+        self, bundle: Bundle, artifact: Artifact, *, key: PublicKey | None = None
+    ) -> VerifiedSignature:
+        """Steps (0)–(h): everything but the identity policy."""
+        signature = bundle.signature
+
+        # (a) who signed: the caller's key, or the bundle's leaf certificate.
+        leaf = bundle.certificate
+        if key is not None:
+            if leaf is not None and spki_der(_leaf_key(leaf)) != spki_der(key):
+                raise VerificationError("the bundle's certificate is for another key than the one given",
+                                        step="key")
+            signing_key: PublicKey = key
+        elif leaf is not None:
+            signing_key = _leaf_key(leaf)
+        else:
+            raise VerificationError("the bundle was signed with a key; verify it with --key", step="key")
+
+        # (g)+(h) the signature over the artifact, and the payload's binding to it.
+        content, statement, payload = self._check_content(bundle, artifact, signing_key, leaf, signature)
+
+        # (1) signing times from TSAs and (e) the transparency log entries.
+        times = [verify_timestamp(tsr, signature, self.trusted_root) for tsr in bundle.timestamps]
+        proofs = self._check_log_entries(bundle, content)
+        times.extend(p.integrated_time for p in proofs if p.integrated_time is not None)
+        if not proofs:
+            raise VerificationError("the bundle has no transparency log entry", step="transparency log")
+
+        if leaf is not None and key is None:
+            self.check_certificate(leaf, times)
+        return VerifiedSignature(
+            kind="bundle",
+            certificate=leaf if key is None else None,
+            signing_times=tuple(times),
+            log_proofs=tuple(proofs),
+            payload=payload,
+            statement=statement,
+            key_verified=key is not None,
+            signer=VerifiedSignature.signer_from(leaf if key is None else None),
+        )
+
+    def _check_content(
+        self, bundle: Bundle, artifact: Artifact, signing_key: PublicKey,
+        leaf: x509.Certificate | None, signature: bytes,
+    ) -> tuple[SignedContent, Statement | None, bytes | None]:
+        if bundle.message_signature is not None:
+            claimed = bundle.message_signature.digest
+            digest = artifact.digest_with(claimed.algorithm if claimed else "sha256")
+            if claimed is not None and claimed != digest:
+                raise VerificationError(
+                    f"the bundle's message digest {claimed} does not match the artifact's {digest}",
+                    step="artifact")
+            verify_signature(signing_key, signature, digest.value, hash_algorithm=hash_algorithm(digest.algorithm),
+                             prehashed=True, step="signature", what="artifact signature")
+            return SignedContent(signature, signing_key, digest, certificate=leaf), None, None
+
+        envelope = bundle.envelope
+        assert envelope is not None
+        statement = _check_envelope(envelope, signing_key, signature, artifact)
+        content = SignedContent(signature, signing_key, digest_for_key(signing_key, envelope.pae),
+                                certificate=leaf, envelope=envelope, payload=envelope.payload)
+        return content, statement, envelope.payload
+
+    def _check_log_entries(self, bundle: Bundle, content: SignedContent) -> list[LogProof]:
+        proofs = []
+        for raw in bundle.tlog_entries:
+            entry = TlogEntry.from_bundle(raw)
+            # Since v0.2 an inclusion proof with a signed checkpoint is mandatory; v0.1 relies on its SET.
+            checked = verify_entry(entry, self.trusted_root, content,
+                                   require_inclusion_proof=bundle.version >= (0, 2))
+            proofs.append(LogProof(checked.log.base_url, entry.log_index, checked.integrated_time))
+        return proofs
+
+    def check_certificate(self, leaf: x509.Certificate, times: list[datetime]) -> None:
+        """(b)–(d), (f): the leaf chains to a Fulcio CA at every verified time and carries a valid SCT."""
+        if not times:
+            raise VerificationError(
+                "no verified signing time: the bundle needs a Rekor SET or an RFC 3161 timestamp "
+                "from a trusted authority", step="signing time")
+        chain: tuple[x509.Certificate, ...] = ()
+        # (b)(c)(f) validate at every verified time: each one is a claim that must hold.
+        for when in times:
+            chain = self._certificates.verify(leaf, when)
+        # (d) SCT from a trusted CT log, issued by the certificate that issued the leaf.
+        verify_sct(leaf, chain[1], self.trusted_root)
+
+
+def _leaf_key(leaf: x509.Certificate) -> PublicKey:
+    key = leaf.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) and not _is_supported(key):
+        raise VerificationError("certificate key type is not supported", step="certificate")
+    return key  # type: ignore[return-value]
+
+
+def _is_supported(key: object) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    return isinstance(key, rsa.RSAPublicKey | ed25519.Ed25519PublicKey)
+
+
+def _check_envelope(
+    envelope: DsseEnvelope, key: PublicKey, signature: bytes, artifact: Artifact
+) -> Statement | None:
+    """(g) the DSSE signature over PAE; (h) for in-toto, the artifact is one of the subjects."""
+    verify_signature(key, signature, envelope.pae, step="signature", what="DSSE envelope signature")
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
+        raise VerificationError(f"unsupported DSSE payload type {envelope.payload_type!r}", step="envelope")
+    statement = Statement.from_payload(envelope.payload)
+    wanted = artifact.digest_with("sha256")
+    if not statement.has_subject_digest("sha256", wanted.hex):
+        raise VerificationError(
+            f"the in-toto statement does not name {wanted} among its subjects", step="artifact")
+    return statement
