@@ -16,6 +16,7 @@ from typing import Any
 from cryptography import x509
 
 from webhook.errors import VerificationError
+from webhook.verify.certs import check_untrusted_chain
 from webhook.verify.dsse import DsseEnvelope
 from webhook.verify.material import HASH_NAMES, Digest
 
@@ -52,15 +53,6 @@ def _certificate(raw: object, what: str) -> x509.Certificate:
         return x509.load_der_x509_certificate(der)
     except ValueError as exc:
         raise _fail(f"{what} is not a valid DER certificate") from exc
-
-
-def _is_self_signed_ca(cert: x509.Certificate) -> bool:
-    if cert.issuer != cert.subject:
-        return False
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
 
 
 @dataclass(frozen=True)
@@ -156,11 +148,9 @@ def _verification_material(
     if not isinstance(certs, Sequence) or not certs:
         raise _fail("x509CertificateChain is empty")
     chain = [_certificate(c, f"x509CertificateChain.certificates[{i}]") for i, c in enumerate(certs)]
-    # The chain is untrusted: intermediates and roots come only from the trust root. A bundle that
-    # ships a root is refused outright, as the conformance suite requires, so that nobody mistakes
-    # it for a trust anchor.
-    if any(_is_self_signed_ca(cert) for cert in chain):
-        raise _fail("x509CertificateChain contains a root certificate; trust anchors come only from the trust root")
+    # The chain is untrusted and never used for path building; a bundle that ships a root is
+    # refused outright, as the conformance suite requires, so nobody mistakes it for an anchor.
+    check_untrusted_chain(chain)
     return chain[0], None
 
 

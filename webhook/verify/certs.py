@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
@@ -33,6 +34,7 @@ from cryptography.x509.verification import (
 )
 
 from webhook.errors import VerificationError
+from webhook.verify._memo import PassedChecks
 from webhook.verify.trustroot import CertificateAuthority, TrustedRoot
 
 _logger = logging.getLogger(__name__)
@@ -75,6 +77,9 @@ class _PreparedCA:
         if self.upper_not_before is None or self.upper_not_after is None:
             return True
         return self.upper_not_before <= at <= self.upper_not_after
+
+    def issuing_valid_at(self, at: datetime) -> bool:
+        return self.issuing.not_valid_before_utc <= at <= self.issuing.not_valid_after_utc
 
     def describe(self) -> str:
         return self.authority.uri or self.authority.subject or _name(self.issuing)
@@ -167,8 +172,14 @@ class CertificateVerifier:
                 self.unusable[label] = str(exc)
                 _logger.warning("ignoring Fulcio CA %s of the trust root: %s", label, exc)
         self._cas = tuple(prepared)
+        # Leaves already validated against a CA: (leaf fingerprint, CA position). What the library
+        # proved about them apart from time (signature, profile, usages) cannot change, so a
+        # repeat verification redoes only the validity-window checks, which happen before lookup.
+        self._validated = PassedChecks()
 
-    def verify(self, leaf: x509.Certificate, at: datetime) -> tuple[x509.Certificate, ...]:
+    def verify(
+        self, leaf: x509.Certificate, at: datetime, *, fingerprint: bytes | None = None
+    ) -> tuple[x509.Certificate, ...]:
         """Validate ``leaf`` at the signing time ``at``; return the chain leaf → root.
 
         Raises VerificationError (step "certificate chain") naming why the leaf is not trusted.
@@ -176,13 +187,12 @@ class CertificateVerifier:
         if at.tzinfo is None:
             raise VerificationError("signing time has no time zone", step=STEP)
         try:
-            return self._verify(leaf, at.astimezone(UTC))
+            return self._verify(leaf, at.astimezone(UTC), fingerprint or leaf.fingerprint(hashes.SHA256()))
         except ValueError as exc:
             # cryptography raises ValueError for malformed or duplicate extensions.
             raise VerificationError(f"certificate is malformed: {exc}", step=STEP) from exc
 
-    def _verify(self, leaf: x509.Certificate, at: datetime) -> tuple[x509.Certificate, ...]:
-        _check_not_ca(leaf)
+    def _verify(self, leaf: x509.Certificate, at: datetime, fingerprint: bytes) -> tuple[x509.Certificate, ...]:
         if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
             raise VerificationError(
                 f"certificate was not valid at the signing time {_when(at)} (valid "
@@ -207,12 +217,17 @@ class CertificateVerifier:
             if not ca.upper_valid_at(at):
                 failures.append(f"{ca.describe()}: its chain was not valid at {_when(at)}")
                 continue
+            memo_key = (fingerprint, self._cas.index(ca))
+            if memo_key in self._validated and ca.issuing_valid_at(at):
+                return (leaf, *ca.authority.chain)
+            _check_not_ca(leaf)
             try:
                 verified = ca.builder.time(at).build_client_verifier().verify(leaf, [])
             except PathError as exc:
                 failures.append(f"{ca.describe()}: {exc}")
                 continue
             _check_usage(leaf)
+            self._validated.add(memo_key)
             return (*verified.chain, *ca.authority.chain[1:])
         raise VerificationError(
             "certificate does not chain to a Fulcio CA of the trust root: " + "; ".join(failures),

@@ -158,5 +158,4 @@ def verify_cosign_material(
         log_proofs=tuple(proofs),
         payload=sig.payload,
         key_verified=key is not None,
-        signer=VerifiedSignature.signer_from(certificate),
     )

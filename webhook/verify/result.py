@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from cryptography import x509
 
@@ -38,7 +39,11 @@ class VerifiedSignature:
     statement: Statement | None = None
     key_verified: bool = False
     """True when the signature was checked with a caller-supplied public key."""
-    signer: Signer | None = field(default=None)
+
+    @cached_property
+    def signer(self) -> Signer | None:
+        """Who signed, from the certificate; computed on first use since most callers never ask."""
+        return signer_of(self.certificate) if self.certificate is not None else None
 
     @property
     def log_index(self) -> int | None:
@@ -51,7 +56,3 @@ class VerifiedSignature:
 
             raise VerificationError("signature was made with a key, not a certificate identity", step="identity")
         policy.verify(self.certificate)
-
-    @classmethod
-    def signer_from(cls, certificate: x509.Certificate | None) -> Signer | None:
-        return signer_of(certificate) if certificate is not None else None

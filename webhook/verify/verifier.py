@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from webhook.errors import VerificationError
+from webhook.verify._memo import PassedChecks
 from webhook.verify.bundle import Bundle
 from webhook.verify.certs import CertificateVerifier
 from webhook.verify.dsse import IN_TOTO_PAYLOAD_TYPE, DsseEnvelope, Statement
@@ -92,6 +93,9 @@ class Verifier:
     def __init__(self, trusted_root: TrustedRoot) -> None:
         self.trusted_root = trusted_root
         self._certificates = CertificateVerifier(trusted_root)
+        # An SCT is checked against the CT log key valid at the SCT's own timestamp, so its outcome
+        # for a given leaf and issuer never changes.
+        self._sct_checked = PassedChecks()
 
     # -- bundles -------------------------------------------------------------------------------
 
@@ -149,7 +153,6 @@ class Verifier:
             payload=payload,
             statement=statement,
             key_verified=key is not None,
-            signer=VerifiedSignature.signer_from(leaf if key is None else None),
         )
 
     def _check_content(
@@ -191,11 +194,16 @@ class Verifier:
                 "no verified signing time: the bundle needs a Rekor SET or an RFC 3161 timestamp "
                 "from a trusted authority", step="signing time")
         chain: tuple[x509.Certificate, ...] = ()
+        fingerprint = leaf.fingerprint(hashes.SHA256())
         # (b)(c)(f) validate at every verified time: each one is a claim that must hold.
         for when in times:
-            chain = self._certificates.verify(leaf, when)
+            chain = self._certificates.verify(leaf, when, fingerprint=fingerprint)
         # (d) SCT from a trusted CT log, issued by the certificate that issued the leaf.
-        verify_sct(leaf, chain[1], self.trusted_root)
+        # The issuer is a certificate object of the trust root this verifier holds, so its id is stable.
+        sct_key = (fingerprint, id(chain[1]))
+        if sct_key not in self._sct_checked:
+            verify_sct(leaf, chain[1], self.trusted_root)
+            self._sct_checked.add(sct_key)
 
 
 def _leaf_key(leaf: x509.Certificate) -> PublicKey:
