@@ -150,7 +150,11 @@ def _verification_material(
     chain = [_certificate(c, f"x509CertificateChain.certificates[{i}]") for i, c in enumerate(certs)]
     # The chain is untrusted and never used for path building; a bundle that ships a root is
     # refused outright, as the conformance suite requires, so nobody mistakes it for an anchor.
-    check_untrusted_chain(chain)
+    # It is a structural rule of the bundle, so it fails at the bundle step like the others.
+    try:
+        check_untrusted_chain(chain)
+    except VerificationError as exc:
+        raise _fail(f"x509CertificateChain: {exc.reason}") from exc
     return chain[0], None
 
 

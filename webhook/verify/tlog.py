@@ -14,99 +14,24 @@ Checks, in the order :func:`verify_entry` runs them:
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
 import rfc8785
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 
 from webhook.errors import VerificationError
 from webhook.verify import merkle
+from webhook.verify._fields import STEP_ENTRY, STEP_PROOF, STEP_TLOG, _b64, _fail, _hex, _int, _obj, _str, _utc
 from webhook.verify.checkpoint import Checkpoint, verify_checkpoint_for_root
-from webhook.verify.dsse import DsseEnvelope
-from webhook.verify.keys import spki_der, verify_signature
-from webhook.verify.material import HASH_NAMES, SignedContent
+from webhook.verify.keys import verify_signature
+from webhook.verify.material import SignedContent
+from webhook.verify.tlog_body import check_body
 from webhook.verify.trustroot import TransparencyLog, TrustedRoot
-
-STEP_ENTRY = "log entry"
-STEP_TLOG = "transparency log"
-STEP_PROOF = "inclusion proof"
-
-_INT = re.compile(r"^-?[0-9]+$")
-_PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----([A-Za-z0-9+/=\s]*?)-----END \1-----")
-_MAX_INT64 = (1 << 63) - 1
-
-
-# -- parsing helpers: every malformed value becomes a VerificationError naming the field ---------
-
-def _fail(reason: str) -> VerificationError:
-    return VerificationError(reason, step=STEP_ENTRY)
-
-
-def _obj(value: object, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise _fail(f"{what} is missing or not a JSON object")
-    return value
-
-
-def _str(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise _fail(f"{what} is missing or not a string")
-    return value
-
-
-def _int(value: object, what: str, *, optional: bool = False) -> int:
-    """An int64 as protobuf JSON writes it (string) or as Rekor does (number); never negative."""
-    if value is None and optional:
-        return 0
-    if isinstance(value, str) and _INT.match(value):
-        number = int(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        raise _fail(f"{what} is missing or not an integer")
-    if number < 0:
-        raise _fail(f"{what} is negative ({number})")
-    if number > _MAX_INT64:
-        raise _fail(f"{what} is out of range")
-    return number
-
-
-def _b64(value: object, what: str) -> bytes:
-    """Base64 as protobuf JSON allows it: standard or URL-safe alphabet, padding optional."""
-    text = _str(value, what)
-    try:
-        # Fast path (C, strict): what every Sigstore client actually writes.
-        return binascii.a2b_base64(text, strict_mode=True)
-    except (binascii.Error, ValueError):
-        pass
-    altchars = b"-_" if ("-" in text or "_" in text) else None
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=altchars, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise _fail(f"{what} is not valid base64") from exc
-
-
-def _hex(value: object, what: str) -> bytes:
-    try:
-        return bytes.fromhex(_str(value, what))
-    except ValueError as exc:
-        raise _fail(f"{what} is not valid hex") from exc
-
-
-def _utc(seconds: int) -> datetime:
-    try:
-        return datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, OSError, ValueError) as exc:
-        raise VerificationError(f"integrated time {seconds} is out of range", step=STEP_TLOG) from exc
-
 
 # -- the entry ------------------------------------------------------------------------------------
 
@@ -391,132 +316,7 @@ def verify_entry(
                             integrated_time=integrated)
 
 
-# -- body consistency -------------------------------------------------------------------------------
-
-def _mismatch(what: str, found: str = "", expected: str = "") -> VerificationError:
-    detail = f" (entry: {found}, signature: {expected})" if found or expected else ""
-    return VerificationError(f"log entry is for a different {what}{detail}", step=STEP_ENTRY)
-
-
-def _check_digest(algorithm: object, value: bytes, content: SignedContent, what: str) -> None:
-    name = HASH_NAMES.get(algorithm) if isinstance(algorithm, str) else None
-    if name != content.digest.algorithm or value != content.digest.value:
-        raise _mismatch(what, f"{algorithm}:{value.hex()}", str(content.digest))
-
-
-def _check_der_verifier(label: str, der: bytes, content: SignedContent) -> None:
-    """``label`` is CERTIFICATE (``der`` a certificate) or PUBLIC KEY (``der`` an SPKI)."""
-    if content.certificate is not None:
-        if label != "CERTIFICATE" or der != content.certificate.public_bytes(serialization.Encoding.DER):
-            raise _mismatch("certificate")
-        return
-    if label == "PUBLIC KEY" and der == spki_der(content.public_key):
-        return
-    raise _mismatch("public key")
-
-
-def _check_pem_verifier(value: object, content: SignedContent) -> None:
-    blocks = _PEM.findall(_b64(value, "log entry verifier"))
-    if len(blocks) != 1:
-        raise _fail("log entry verifier is not exactly one PEM block")
-    label, text = blocks[0]
-    try:
-        der = base64.b64decode(b"".join(text.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise _fail("log entry verifier PEM is not valid base64") from exc
-    _check_der_verifier(label.decode(), der, content)
-
-
-def _check_hashedrekord_v001(spec: Mapping[str, Any], content: SignedContent) -> None:
-    data_hash = _obj(_obj(spec.get("data"), "spec.data").get("hash"), "spec.data.hash")
-    _check_digest(data_hash.get("algorithm"), _hex(data_hash.get("value"), "spec.data.hash.value"), content,
-                  "artifact digest")
-    signature = _obj(spec.get("signature"), "spec.signature")
-    if _b64(signature.get("content"), "spec.signature.content") != content.signature:
-        raise _mismatch("signature")
-    _check_pem_verifier(_obj(signature.get("publicKey"), "spec.signature.publicKey").get("content"), content)
-
-
-def _dsse_envelope(content: SignedContent) -> DsseEnvelope:
-    if content.envelope is None:
-        raise _fail("log entry records a DSSE envelope but the signature is not one")
-    return content.envelope
-
-
-def _check_payload_hash(value: object, payload: bytes) -> None:
-    payload_hash = _obj(value, "spec.payloadHash")
-    logged = _hex(payload_hash.get("value"), "spec.payloadHash.value")
-    if payload_hash.get("algorithm") != "sha256" or logged != hashlib.sha256(payload).digest():
-        raise _mismatch("DSSE payload", f"{payload_hash.get('algorithm')}:{logged.hex()}",
-                        f"sha256:{hashlib.sha256(payload).hexdigest()}")
-
-
-def _check_listed_signature(
-    signatures: object, sig_field: str, key_field: str, wanted: tuple[bytes, ...], content: SignedContent
-) -> None:
-    """DSSE-style entries list signatures; ours must be among them, logged with our signer."""
-    if not isinstance(signatures, list):
-        raise _fail("log entry signatures are not a list")
-    for index, raw in enumerate(signatures):
-        item = _obj(raw, f"log entry signature {index}")
-        if _b64(item.get(sig_field), f"log entry signature {index}") in wanted:
-            _check_pem_verifier(item.get(key_field), content)
-            return
-    raise _mismatch("signature")
-
-
-def _check_dsse_v001(spec: Mapping[str, Any], content: SignedContent) -> None:
-    _check_payload_hash(spec.get("payloadHash"), _dsse_envelope(content).payload)
-    _check_listed_signature(spec.get("signatures"), "signature", "verifier", (content.signature,), content)
-
-
-def _check_intoto_v002(spec: Mapping[str, Any], content: SignedContent) -> None:
-    envelope = _dsse_envelope(content)
-    spec_content = _obj(spec.get("content"), "spec.content")
-    logged = _obj(spec_content.get("envelope"), "spec.content.envelope")
-    # intoto v0.0.2 stores the DSSE payload and signatures base64-encoded once more.
-    payload = _b64(logged.get("payload"), "envelope.payload")
-    if logged.get("payloadType") != envelope.payload_type or payload not in (
-        envelope.payload, base64.b64encode(envelope.payload)
-    ):
-        raise _mismatch("DSSE payload")
-    _check_payload_hash(spec_content.get("payloadHash"), envelope.payload)
-    wanted = (content.signature, base64.b64encode(content.signature))
-    _check_listed_signature(logged.get("signatures"), "sig", "publicKey", wanted, content)
-
-
-def _check_hashedrekord_v002(spec: Mapping[str, Any], content: SignedContent) -> None:
-    # The proto JSON name is hashedRekordV002; an early rekor-tiles example used hashedRekordV0_0_2.
-    inner = _obj(spec.get("hashedRekordV002", spec.get("hashedRekordV0_0_2")), "spec.hashedRekordV002")
-    data = _obj(inner.get("data"), "hashedRekordV002.data")
-    _check_digest(data.get("algorithm"), _b64(data.get("digest"), "data.digest"), content, "artifact digest")
-    signature = _obj(inner.get("signature"), "hashedRekordV002.signature")
-    if _b64(signature.get("content"), "signature.content") != content.signature:
-        raise _mismatch("signature")
-    verifier = _obj(signature.get("verifier"), "signature.verifier")
-    if verifier.get("x509Certificate") is not None:
-        raw = _obj(verifier["x509Certificate"], "verifier.x509Certificate").get("rawBytes")
-        _check_der_verifier("CERTIFICATE", _b64(raw, "x509Certificate.rawBytes"), content)
-    else:
-        raw = _obj(verifier.get("publicKey"), "verifier.publicKey").get("rawBytes")
-        _check_der_verifier("PUBLIC KEY", _b64(raw, "publicKey.rawBytes"), content)
-
-
-_BODY_CHECKS: dict[tuple[str, str], Callable[[Mapping[str, Any], SignedContent], None]] = {
-    ("hashedrekord", "0.0.1"): _check_hashedrekord_v001,
-    ("hashedrekord", "0.0.2"): _check_hashedrekord_v002,
-    ("dsse", "0.0.1"): _check_dsse_v001,
-    ("intoto", "0.0.2"): _check_intoto_v002,
-}
-
-
-def check_body(entry: TlogEntry, content: SignedContent) -> None:
-    """The log entry must record exactly this signature, signer and signed digest."""
-    body = entry.body_json
-    kind, version = body.get("kind"), body.get("apiVersion")
-    if entry.kind is not None and (entry.kind, entry.version) != (kind, version):
-        raise _fail(f"log entry declares {entry.kind} {entry.version} but its body is {kind} {version}")
-    check = _BODY_CHECKS.get((kind, version)) if isinstance(kind, str) and isinstance(version, str) else None
-    if check is None:
-        raise _fail(f"unsupported log entry kind {kind!r} version {version!r}")
-    check(_obj(body.get("spec"), "log entry spec"), content)
+__all__ = [
+    "STEP_ENTRY", "STEP_PROOF", "STEP_TLOG", "InclusionProof", "TlogEntry", "TlogVerification",
+    "check_body", "verify_entry", "verify_inclusion", "verify_set",
+]
