@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from webhook import __version__
-from webhook.commands import verify_blob
+from webhook.commands import initialize, verify_blob, verify_image
 from webhook.commands.common import EXIT_REJECTED, EXIT_USAGE, fail
 from webhook.errors import InfrastructureError, InputError, VerificationError
 
@@ -28,6 +28,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[argparse.Ar
     p = sub.add_parser("verify-blob", help="verify a Sigstore bundle over a file or digest")
     verify_blob.configure(p)
     commands["verify-blob"] = (p, verify_blob.run)
+
+    p = sub.add_parser("verify", help="verify the signatures of an image in its registry, like cosign verify")
+    verify_image.configure(p)
+    commands["verify"] = (p, verify_image.run)
+
+    p = sub.add_parser("initialize", help="fetch and cache the trust root through TUF")
+    initialize.configure(p)
+    commands["initialize"] = (p, initialize.run)
     return parser, commands
 
 
