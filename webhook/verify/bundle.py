@@ -50,9 +50,13 @@ def b64(value: object, what: str) -> bytes:
 def _certificate(raw: object, what: str) -> x509.Certificate:
     der = b64(raw.get("rawBytes") if isinstance(raw, Mapping) else None, what)
     try:
-        return x509.load_der_x509_certificate(der)
+        cert = x509.load_der_x509_certificate(der)
+        # cryptography decodes names lazily: decode them now, so a malformed one fails here and
+        # not as a bare ValueError wherever they are first read.
+        _ = (cert.subject, cert.issuer)
     except ValueError as exc:
         raise _fail(f"{what} is not a valid DER certificate") from exc
+    return cert
 
 
 @dataclass(frozen=True)

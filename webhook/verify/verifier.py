@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -207,7 +208,10 @@ class Verifier:
 
 
 def _leaf_key(leaf: x509.Certificate) -> PublicKey:
-    key = leaf.public_key()
+    try:
+        key = leaf.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:  # decoded lazily: a malformed key surfaces here
+        raise VerificationError(f"certificate public key is malformed: {exc}", step="certificate") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey) and not _is_supported(key):
         raise VerificationError("certificate key type is not supported", step="certificate")
     return key  # type: ignore[return-value]

@@ -27,9 +27,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     return condition()
 
 
-def provider_for(
-    mirror: LocalServer, repo: TufTestRepository, cache: Path, **kw: timedelta
-) -> TrustRootProvider:
+def provider_for(mirror: LocalServer, repo: TufTestRepository, cache: Path, **kw: timedelta) -> TrustRootProvider:
     client = TufClient(mirror.url, bootstrap_root=repo.root_json(1), cache_dir=cache)
     return TrustRootProvider.from_tuf(client, **kw)
 

@@ -73,8 +73,9 @@ def test_refresh_reaches_root_v15_and_the_published_trusted_root(
 def test_refresh_from_root_v4_fails_on_the_signature_break(
     sigstore_mirror: LocalServer, sigstore_repo: Path, tmp_path: Path
 ) -> None:
-    client = TufClient(sigstore_mirror.url, bootstrap_root=(sigstore_repo / "4.root.json").read_bytes(),
-                       cache_dir=tmp_path)
+    client = TufClient(
+        sigstore_mirror.url, bootstrap_root=(sigstore_repo / "4.root.json").read_bytes(), cache_dir=tmp_path
+    )
     with pytest.raises(TrustError, match="root rotation is not signed by enough trusted keys"):
         client.refresh()
     assert client.cached_trusted_root() is None
@@ -84,27 +85,25 @@ def test_refresh_from_root_v4_fails_on_the_signature_break(
 def test_old_format_root_is_rejected_as_unparseable(
     sigstore_mirror: LocalServer, sigstore_repo: Path, tmp_path: Path
 ) -> None:
-    client = TufClient(sigstore_mirror.url, bootstrap_root=(sigstore_repo / "1.root.json").read_bytes(),
-                       cache_dir=tmp_path)
+    client = TufClient(
+        sigstore_mirror.url, bootstrap_root=(sigstore_repo / "1.root.json").read_bytes(), cache_dir=tmp_path
+    )
     with pytest.raises(TrustError, match=r"starting root\.json"):
         client.refresh()
 
 
-def test_real_clock_fails_as_expired(
-    sigstore_mirror: LocalServer, sigstore_repo: Path, tmp_path: Path
-) -> None:
+def test_real_clock_fails_as_expired(sigstore_mirror: LocalServer, sigstore_repo: Path, tmp_path: Path) -> None:
     if datetime.now(UTC) < datetime(2026, 8, 28, 19, 26, tzinfo=UTC):
         pytest.skip("the fixture repository has not expired yet on this machine's clock")
-    client = TufClient(sigstore_mirror.url, bootstrap_root=(sigstore_repo / "5.root.json").read_bytes(),
-                       cache_dir=tmp_path)
+    client = TufClient(
+        sigstore_mirror.url, bootstrap_root=(sigstore_repo / "5.root.json").read_bytes(), cache_dir=tmp_path
+    )
     with pytest.raises(TrustError, match=r"^TUF metadata expired: (root|timestamp) expired at 2026-"):
         client.refresh()
 
 
 @pytest.mark.usefixtures("frozen_clock")
-def test_initialize_prints_the_trust_root(
-    sigstore_mirror: LocalServer, sigstore_repo: Path, tmp_path: Path
-) -> None:
+def test_initialize_prints_the_trust_root(sigstore_mirror: LocalServer, sigstore_repo: Path, tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
 
     code = initialize(sigstore_mirror.url, sigstore_repo / "5.root.json", out, err=err, cache_dir=tmp_path)
@@ -119,14 +118,10 @@ def test_initialize_prints_the_trust_root(
     assert "https://timestamp.sigstore.dev/api/v1/timestamp" in text
 
 
-def test_initialize_reports_expiry_on_stderr(
-    sigstore_mirror: LocalServer, sigstore_repo: Path, tmp_path: Path
-) -> None:
+def test_initialize_reports_expiry_on_stderr(sigstore_mirror: LocalServer, sigstore_repo: Path, tmp_path: Path) -> None:
     out, err = io.StringIO(), io.StringIO()
     with time_machine.travel(datetime(2026, 9, 1, tzinfo=UTC), tick=False):
-        code = initialize(
-            sigstore_mirror.url, sigstore_repo / "5.root.json", out, err=err, cache_dir=tmp_path
-        )
+        code = initialize(sigstore_mirror.url, sigstore_repo / "5.root.json", out, err=err, cache_dir=tmp_path)
 
     assert code == 1
     assert "expired" in err.getvalue()

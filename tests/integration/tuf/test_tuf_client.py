@@ -31,9 +31,7 @@ def test_refresh_returns_verified_trusted_root_and_caches_it(
     assert client.cached_root_version() == 1
 
 
-def test_root_rotation_with_key_change_is_followed(
-    tuf_repo: TufTestRepository, tmp_path: Path
-) -> None:
+def test_root_rotation_with_key_change_is_followed(tuf_repo: TufTestRepository, tmp_path: Path) -> None:
     bootstrap = tuf_repo.root_json(1)
     tuf_repo.rotate_keys("root")
     tuf_repo.rotate_keys("timestamp")
@@ -44,9 +42,7 @@ def test_root_rotation_with_key_change_is_followed(
     assert client.cached_root_version() == 3
 
 
-def test_root_rotation_not_signed_by_the_old_root_is_rejected(
-    tuf_repo: TufTestRepository, tmp_path: Path
-) -> None:
+def test_root_rotation_not_signed_by_the_old_root_is_rejected(tuf_repo: TufTestRepository, tmp_path: Path) -> None:
     bootstrap = tuf_repo.root_json(1)
     tuf_repo.rotate_keys("root", signed_by_old_root=False)
     tuf_repo.commit()
@@ -70,9 +66,7 @@ def test_target_update_is_picked_up_on_the_next_refresh(
     assert client.cached_trusted_root() == staging_trusted_root_json()
 
 
-def test_expired_timestamp_is_reported_with_its_expiry(
-    tuf_repo: TufTestRepository, tmp_path: Path
-) -> None:
+def test_expired_timestamp_is_reported_with_its_expiry(tuf_repo: TufTestRepository, tmp_path: Path) -> None:
     expired = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
     tuf_repo.commit(timestamp_expires=expired)
     with serve(tuf_repo.publish(tmp_path / "served")) as mirror:
