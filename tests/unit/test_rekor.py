@@ -1,0 +1,172 @@
+"""The Rekor v1 client against httpx.MockTransport: lookups, UUID check, caching, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+
+import httpx
+import pytest
+
+from tests.sigstore_kit import SigstoreKit
+from tests.sigstore_kit.cosign import LegacyImageSignature
+from webhook.errors import TransparencyLogError, VerificationError
+from webhook.rekor import RekorClient, proposed_hashedrekord, rekor_v1_url
+from webhook.verify.cosign import CosignSignature, verify_cosign_material
+from webhook.verify.trustroot import TrustedRoot
+from webhook.verify.verifier import Verifier
+
+pytestmark = pytest.mark.anyio
+
+BASE = "https://rekor.example"
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def kit() -> SigstoreKit:
+    return SigstoreKit.create(seed_entries=3)
+
+
+@pytest.fixture(scope="module")
+def signed(kit: SigstoreKit) -> LegacyImageSignature:
+    """A legacy signature that is in the log, but pushed without its bundle annotation."""
+    sig = kit.sign_image_legacy(DIGEST, tlog=True)
+    annotations = {k: v for k, v in sig.annotations.items() if k != "dev.sigstore.cosign/bundle"}
+    return LegacyImageSignature(sig.payload, sig.signature, annotations, sig.entry)
+
+
+def parsed(sig: LegacyImageSignature) -> CosignSignature:
+    return CosignSignature.from_layer(sig.payload, sig.annotations)
+
+
+def lookup_args(sig: LegacyImageSignature) -> tuple[bytes, object, bytes]:
+    cosign = parsed(sig)
+    assert cosign.certificate is not None
+    return cosign.signature, cosign.certificate, hashlib.sha256(sig.payload).digest()
+
+
+async def find(client: RekorClient, sig: LegacyImageSignature) -> object:
+    signature, cert, digest = lookup_args(sig)
+    return await client.find_entry(BASE, signature, cert, digest)  # type: ignore[arg-type]
+
+
+async def test_retrieve_found_is_verifiable(kit: SigstoreKit, signed: LegacyImageSignature) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        assert signed.entry is not None
+        return httpx.Response(200, json=[kit.rekor_v1.api_entry(signed.entry)])
+
+    async with RekorClient(transport=httpx.MockTransport(handler)) as client:
+        entry = await find(client, signed)
+    assert entry is not None
+    assert seen[0].method == "POST" and seen[0].url.path == "/api/v1/log/entries/retrieve"
+    query = json.loads(seen[0].content)
+    signature, cert, digest = lookup_args(signed)
+    assert query == {"entries": [proposed_hashedrekord(signature, cert, digest)]}  # type: ignore[arg-type]
+    verifier = Verifier(TrustedRoot.from_json(kit.trusted_root_json()))
+    result = verify_cosign_material(verifier, parsed(signed), DIGEST, log_entry=entry)  # type: ignore[arg-type]
+    assert signed.entry is not None and result.log_index == signed.entry.log_index
+
+
+async def test_not_found_empty_list_and_404(signed: LegacyImageSignature) -> None:
+    for response in (httpx.Response(200, json=[]), httpx.Response(404, json={"code": 404})):
+        async with RekorClient(transport=httpx.MockTransport(lambda _r, resp=response: resp)) as client:
+            assert await find(client, signed) is None
+
+
+async def test_uuid_not_matching_body_is_rejected(kit: SigstoreKit, signed: LegacyImageSignature) -> None:
+    assert signed.entry is not None
+    api = kit.rekor_v1.api_entry(signed.entry)
+    (inner,) = api.values()
+    forged = {"24296fb24b8ad77a" + "00" * 32: inner}
+
+    async with RekorClient(transport=httpx.MockTransport(lambda _r: httpx.Response(200, json=[forged]))) as client:
+        with pytest.raises(VerificationError, match=r"does not match the entry body"):
+            await find(client, signed)
+
+
+async def test_cache_hit_makes_no_request(kit: SigstoreKit, signed: LegacyImageSignature) -> None:
+    calls = 0
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        assert signed.entry is not None
+        return httpx.Response(200, json=[kit.rekor_v1.api_entry(signed.entry)])
+
+    async with RekorClient(transport=httpx.MockTransport(handler)) as client:
+        first = await find(client, signed)
+        second = await find(client, signed)
+        assert first is second and calls == 1
+        # concurrent lookups of a new key share one request (single-flight)
+        other = kit.sign_image_legacy("sha256:" + "cd" * 32)
+        results = await asyncio.gather(*(find(client, other) for _ in range(5)))
+        assert calls == 2 and len({id(r) for r in results}) == 1
+
+
+async def test_not_found_is_cached_until_ttl(signed: LegacyImageSignature) -> None:
+    calls = 0
+    now = [0.0]
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(200, json=[])
+
+    async with RekorClient(transport=httpx.MockTransport(handler), not_found_ttl=10, clock=lambda: now[0]) as c:
+        assert await find(c, signed) is None
+        assert await find(c, signed) is None
+        assert calls == 1
+        now[0] = 11
+        assert await find(c, signed) is None
+        assert calls == 2
+
+
+async def test_server_error_is_transparency_log_error(signed: LegacyImageSignature) -> None:
+    async with RekorClient(transport=httpx.MockTransport(lambda _r: httpx.Response(500, text="boom"))) as client:
+        with pytest.raises(TransparencyLogError, match=r"Rekor at https://rekor\.example answered 500"):
+            await find(client, signed)
+
+
+async def test_timeout_is_transparency_log_error(signed: LegacyImageSignature) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    async with RekorClient(transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(TransparencyLogError, match=r"Rekor at https://rekor\.example unreachable"):
+            await find(client, signed)
+
+
+async def test_errors_are_not_cached(kit: SigstoreKit, signed: LegacyImageSignature) -> None:
+    answers = [httpx.Response(503), httpx.Response(200, json=[kit.rekor_v1.api_entry(signed.entry)])]  # type: ignore[arg-type]
+
+    async with RekorClient(transport=httpx.MockTransport(lambda _r: answers.pop(0))) as client:
+        with pytest.raises(TransparencyLogError):
+            await find(client, signed)
+        assert await find(client, signed) is not None
+
+
+async def test_entry_by_index(kit: SigstoreKit, signed: LegacyImageSignature) -> None:
+    assert signed.entry is not None
+    entry_json = kit.rekor_v1.api_entry(signed.entry)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.params["logIndex"] == str(signed.entry.log_index)  # type: ignore[union-attr]
+        return httpx.Response(200, json=entry_json)
+
+    async with RekorClient(transport=httpx.MockTransport(handler)) as client:
+        entry = await client.get_entry_by_index(BASE, signed.entry.log_index)
+    assert entry is not None and entry.log_index == signed.entry.log_index
+
+
+def test_rekor_url_from_trust_root(kit: SigstoreKit) -> None:
+    root = TrustedRoot.from_json(kit.trusted_root_json())
+    assert rekor_v1_url(root) == kit.rekor_v1.base_url
