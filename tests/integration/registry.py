@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from tests.loopback import JsonHandler, serve_in_thread
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -165,7 +167,7 @@ class TokenServer:
     def __post_init__(self) -> None:
         server = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 server.requests.append(self.path)
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
@@ -183,21 +185,8 @@ class TokenServer:
                 # access_token only: some registries (and the spec's OAuth2 form) never send "token".
                 self._send(200, {"access_token": token, "expires_in": server.lifetime})
 
-            def _send(self, status: int, body: Mapping[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._http.server_address[1]
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
-        self._thread.start()
+        self._http, port = serve_in_thread(Handler)
+        self.port = port
 
     @property
     def realm(self) -> str:

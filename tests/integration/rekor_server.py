@@ -7,12 +7,11 @@ Binds 127.0.0.1 on a free port; counts requests; ``fail_with`` makes every answe
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import urllib.parse
 from typing import Any
 
+from tests.loopback import JsonHandler, serve_in_thread
 from tests.sigstore_kit.tlog import LogEntry, RekorV1Log
 
 
@@ -23,7 +22,7 @@ class RekorServer:
         self.fail_with: int | None = None
         server = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 server.requests.append(f"GET {self.path}")
                 if server.fail_with is not None:
@@ -59,21 +58,8 @@ class RekorServer:
                 found.extend(server.by_index(i) for i in query.get("logIndexes", []))
                 self._send(200, [server.log.api_entry(e) for e in found if e is not None])
 
-            def _send(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
-        self._thread.start()
+        self._http, port = serve_in_thread(Handler)
+        self.url = f"http://127.0.0.1:{port}"
 
     # --- lookups --------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.sigstore_kit import COSIGN_SIGN_PREDICATE_TYPE, LegacyImageSignature, SigstoreKit, default_kit, rekor_bodies
+from tests.sigstore_kit import COSIGN_SIGN_PREDICATE_TYPE, LegacyImageSignature, SigstoreKit, rekor_bodies
 from tests.sigstore_kit.cosign import BUNDLE_ANNOTATION, rekor_bundle_annotation
 from tests.sigstore_kit.keys import new_p256, sign
 from webhook.errors import IdentityMismatchError, VerificationError
@@ -33,7 +33,6 @@ from webhook.verify.identity import Identity, Policy
 from webhook.verify.material import Digest
 from webhook.verify.result import VerifiedSignature
 from webhook.verify.tlog import TlogEntry
-from webhook.verify.trustroot import TrustedRoot
 from webhook.verify.verifier import Artifact, Verifier
 
 IMAGE = "sha256:" + hashlib.sha256(b"an image manifest").hexdigest()
@@ -41,16 +40,6 @@ OTHER_IMAGE = "sha256:" + hashlib.sha256(b"another image manifest").hexdigest()
 IDENTITY = "signer@example.com"
 ISSUER = "https://oidc.example"
 REPOSITORY = "registry.example/team/app"
-
-
-@pytest.fixture(scope="module")
-def kit() -> SigstoreKit:
-    return default_kit()
-
-
-@pytest.fixture(scope="module")
-def verifier(kit: SigstoreKit) -> Verifier:
-    return Verifier(TrustedRoot.from_json(kit.trusted_root_json()))
 
 
 @pytest.fixture(scope="module")

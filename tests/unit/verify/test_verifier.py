@@ -25,7 +25,6 @@ from tests.sigstore_kit import (
     MEDIA_TYPE_V03_OLD_STYLE,
     SignedBundle,
     SigstoreKit,
-    default_kit,
     in_toto_statement,
     statement_subject,
 )
@@ -50,16 +49,6 @@ GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 
 
 # -- fixtures and helpers --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def kit() -> SigstoreKit:
-    return default_kit()
-
-
-@pytest.fixture(scope="module")
-def verifier(kit: SigstoreKit) -> Verifier:
-    return Verifier(TrustedRoot.from_json(kit.trusted_root_json()))
 
 
 @pytest.fixture(scope="module")
