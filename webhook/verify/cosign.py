@@ -21,13 +21,13 @@ from cryptography.hazmat.primitives import hashes
 
 from webhook.errors import VerificationError
 from webhook.verify.identity import Policy
-from webhook.verify.keys import PublicKey, spki_der, verify_signature
+from webhook.verify.keys import PublicKey, certificate_key, spki_der, verify_signature
 from webhook.verify.material import Digest, SignedContent
 from webhook.verify.result import LogProof, VerifiedSignature
 from webhook.verify.simplesigning import SimpleSigningPayload
 from webhook.verify.timestamp import verify_timestamp
 from webhook.verify.tlog import TlogEntry, verify_entry
-from webhook.verify.verifier import Verifier, _leaf_key
+from webhook.verify.verifier import Verifier
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
@@ -117,10 +117,10 @@ def verify_cosign_material(
     # (a) the signer: the caller's key, or the certificate annotation.
     if key is not None:
         signing_key = key
-        if sig.certificate is not None and spki_der(_leaf_key(sig.certificate)) != spki_der(key):
+        if sig.certificate is not None and spki_der(certificate_key(sig.certificate)) != spki_der(key):
             raise VerificationError("the signature's certificate is for another key than the one given", step="key")
     elif sig.certificate is not None:
-        signing_key = _leaf_key(sig.certificate)
+        signing_key = certificate_key(sig.certificate)
     else:
         raise VerificationError("signature carries no certificate; it was made with a key", step="key")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import TypeAlias
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -30,6 +31,17 @@ def _checked(key: object, what: str) -> PublicKey:
     if isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
         return key
     raise VerificationError(f"{what} is of an unsupported type ({type(key).__name__})", step="key")
+
+
+def certificate_key(cert: x509.Certificate) -> PublicKey:
+    """The certificate's public key; cryptography decodes it lazily, so malformed keys surface here."""
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise VerificationError(f"certificate public key is malformed: {exc}", step="certificate") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+        raise VerificationError(f"certificate key type {type(key).__name__} is not supported", step="certificate")
+    return key
 
 
 def load_der_public_key(der: bytes, what: str = "public key") -> PublicKey:

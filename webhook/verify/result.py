@@ -8,6 +8,7 @@ from functools import cached_property
 
 from cryptography import x509
 
+from webhook.errors import VerificationError
 from webhook.verify.dsse import Statement
 from webhook.verify.identity import Policy, Signer, signer_of
 
@@ -52,7 +53,5 @@ class VerifiedSignature:
     def check_identity(self, policy: Policy) -> None:
         """Raise IdentityMismatchError (or VerificationError) unless the signer satisfies ``policy``."""
         if self.certificate is None:
-            from webhook.errors import VerificationError
-
             raise VerificationError("signature was made with a key, not a certificate identity", step="identity")
         policy.verify(self.certificate)

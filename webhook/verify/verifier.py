@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -37,7 +36,7 @@ from webhook.verify.bundle import Bundle
 from webhook.verify.certs import CertificateVerifier
 from webhook.verify.dsse import IN_TOTO_PAYLOAD_TYPE, DsseEnvelope, Statement
 from webhook.verify.identity import Policy
-from webhook.verify.keys import PublicKey, spki_der, verify_signature
+from webhook.verify.keys import PublicKey, certificate_key, spki_der, verify_signature
 from webhook.verify.material import Digest, SignedContent
 from webhook.verify.result import LogProof, VerifiedSignature
 from webhook.verify.sct import verify_sct
@@ -125,12 +124,12 @@ class Verifier:
         # (a) who signed: the caller's key, or the bundle's leaf certificate.
         leaf = bundle.certificate
         if key is not None:
-            if leaf is not None and spki_der(_leaf_key(leaf)) != spki_der(key):
+            if leaf is not None and spki_der(certificate_key(leaf)) != spki_der(key):
                 raise VerificationError("the bundle's certificate is for another key than the one given",
                                         step="key")
             signing_key: PublicKey = key
         elif leaf is not None:
-            signing_key = _leaf_key(leaf)
+            signing_key = certificate_key(leaf)
         else:
             raise VerificationError("the bundle was signed with a key; verify it with --key", step="key")
 
@@ -205,22 +204,6 @@ class Verifier:
         if sct_key not in self._sct_checked:
             verify_sct(leaf, chain[1], self.trusted_root)
             self._sct_checked.add(sct_key)
-
-
-def _leaf_key(leaf: x509.Certificate) -> PublicKey:
-    try:
-        key = leaf.public_key()
-    except (ValueError, UnsupportedAlgorithm) as exc:  # decoded lazily: a malformed key surfaces here
-        raise VerificationError(f"certificate public key is malformed: {exc}", step="certificate") from exc
-    if not isinstance(key, ec.EllipticCurvePublicKey) and not _is_supported(key):
-        raise VerificationError("certificate key type is not supported", step="certificate")
-    return key  # type: ignore[return-value]
-
-
-def _is_supported(key: object) -> bool:
-    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-
-    return isinstance(key, rsa.RSAPublicKey | ed25519.Ed25519PublicKey)
 
 
 def _check_envelope(
