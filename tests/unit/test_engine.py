@@ -1,0 +1,252 @@
+"""The decision engine: policies × signatures → per-image verdicts, with caches and a deadline.
+
+The registry is the in-memory fake behind httpx.MockTransport (the seam); signatures are real,
+made by the test signing kit and verified against its trust root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.sigstore_kit import SigstoreKit, default_kit
+from tests.unit.oci.fake_registry import HOST, OCI_MANIFEST, SIMPLE_SIGNING, FakeRegistry, dumps
+from webhook.engine import NOT_IN_TIME, Engine, EngineSettings, OnError
+from webhook.oci import RegistryClient, RegistryLimits
+from webhook.policy.loader import load_text
+from webhook.policy.matching import PolicySet
+from webhook.policy.models import NoMatchPolicy
+from webhook.verify.trustroot import TrustedRoot
+
+SIGNER = "release@example.com"
+ISSUER = "https://accounts.example.com"
+REPO = "acme/app"
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def policy_yaml(subject: str = SIGNER, *, glob: str = f"{HOST}/acme/**", mode: str = "enforce",
+                name: str = "release", extra: str = "") -> str:
+    return (f"apiVersion: policy.signet.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {{name: {name}}}\n"
+            f"spec:\n  images: [{{glob: '{glob}'}}]\n  mode: {mode}\n{extra}  authorities:\n"
+            f"    - name: signer\n      keyless:\n        identities:\n"
+            f"          - {{issuer: '{ISSUER}', subject: '{subject}'}}\n")
+
+
+def policies(*texts: str, no_match: NoMatchPolicy = NoMatchPolicy.DENY) -> PolicySet:
+    result = load_text("---\n".join(texts), "test.yaml")
+    assert not result.problems, result.problems
+    return PolicySet.from_load_result(result, no_match_policy=no_match)
+
+
+def push_signed(fake: FakeRegistry, kit: SigstoreKit, *, tag: str = "v1", identity: str = SIGNER,
+                seed: bytes = b"layer") -> str:
+    digest = fake.put_image(REPO, tag, seed=seed)
+    sig = kit.sign_image_legacy(digest, repository=f"{HOST}/{REPO}", identity=identity, issuer=ISSUER)
+    layer = {**fake.put_blob(sig.payload), "mediaType": SIMPLE_SIGNING, "annotations": dict(sig.annotations)}
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": fake.put_blob(b"{}"), "layers": [layer]}
+    fake.put_manifest(REPO, dumps(manifest), tag=digest.replace(":", "-") + ".sig")
+    return digest
+
+
+class Harness:
+    def __init__(self, fake: FakeRegistry, policy_set: PolicySet, client: RegistryClient, engine: Engine) -> None:
+        self.fake, self.policy_set, self.client, self.engine = fake, policy_set, client, engine
+
+    async def decide(self, *images: str, namespace: str | None = "team-a") -> list[Any]:
+        return [d.outcome for d in await self.engine.decide(list(images), namespace)]
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[Callable[..., Harness]]:
+    clients: list[RegistryClient] = []
+    kit = default_kit()
+    root = TrustedRoot.from_json(kit.trusted_root_json())
+
+    def build(policy_set: PolicySet, *, fake: FakeRegistry | None = None, on_error: OnError = "deny",
+              deadline: float = 5.0, deny_ttl: float = 30.0,
+              transport: httpx.AsyncBaseTransport | None = None) -> Harness:
+        fake = fake or FakeRegistry()
+        client = RegistryClient(transport=transport or fake.transport(),
+                                limits=RegistryLimits(read_timeout=0.5, operation_timeout=1.0))
+        clients.append(client)
+        settings = EngineSettings(on_error=on_error, deadline=deadline, deny_ttl=deny_ttl)
+        engine = Engine(policies=lambda: policy_set, trust_root=lambda: root, registry=client, settings=settings)
+        return Harness(fake, policy_set, client, engine)
+
+    yield build
+    for client in clients:
+        await client.aclose()
+
+
+async def test_signed_image_is_allowed_with_signer_recorded(make: Callable[..., Harness]) -> None:
+    h = make(policies(policy_yaml()))
+    digest = push_signed(h.fake, default_kit())
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "allow", outcome.reason
+    assert outcome.digest == digest
+    assert (outcome.policy, outcome.authority, outcome.signer, outcome.issuer) == ("release", "signer", SIGNER, ISSUER)
+    assert outcome.log_index is not None
+
+
+async def test_wrong_identity_is_denied_naming_found_and_expected(make: Callable[..., Harness]) -> None:
+    h = make(policies(policy_yaml("someone-else@example.com")))
+    push_signed(h.fake, default_kit())
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "deny"
+    assert SIGNER in outcome.reason and "someone-else@example.com" in outcome.reason
+    assert outcome.signer == SIGNER
+
+
+async def test_unsigned_image_is_denied_with_no_signatures(make: Callable[..., Harness]) -> None:
+    h = make(policies(policy_yaml()))
+    h.fake.put_image(REPO, "v1")
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "deny" and "no signatures found" in outcome.reason
+
+
+@pytest.mark.parametrize(("no_match", "verdict"), [(NoMatchPolicy.DENY, "deny"), (NoMatchPolicy.WARN, "warn"),
+                                                   (NoMatchPolicy.ALLOW, "allow")])
+async def test_no_matching_policy_follows_no_match_policy(make: Callable[..., Harness], no_match: NoMatchPolicy,
+                                                         verdict: str) -> None:
+    h = make(policies(policy_yaml(), no_match=no_match))
+    [outcome] = await h.decide("other.example/x/y:1")
+    assert outcome.verdict == verdict and "no policy matches" in outcome.reason
+    assert h.client.request_count == 0
+
+
+async def test_warn_mode_warns_but_an_enforcing_failure_still_denies(make: Callable[..., Harness]) -> None:
+    warn_only = make(policies(policy_yaml("nobody@example.com", mode="warn")))
+    push_signed(warn_only.fake, default_kit())
+    [outcome] = await warn_only.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "warn"
+    both = make(policies(policy_yaml("nobody@example.com", mode="warn", name="a"),
+                         policy_yaml("other@example.com", name="b")), fake=warn_only.fake)
+    [outcome] = await both.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "deny" and outcome.policy == "b"
+
+
+async def test_every_matching_policy_must_pass(make: Callable[..., Harness]) -> None:
+    h = make(policies(policy_yaml(name="a"), policy_yaml("other@example.com", name="b")))
+    push_signed(h.fake, default_kit())
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "deny" and outcome.policy == "b"
+
+
+async def test_any_authority_of_a_policy_suffices(make: Callable[..., Harness]) -> None:
+    extra = "  authorities:\n    - name: nobody\n      static: {action: fail, message: closed}\n"
+    text = policy_yaml().replace("  authorities:\n", extra, 1)
+    h = make(policies(text))
+    push_signed(h.fake, default_kit())
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "allow" and outcome.authority == "signer"
+
+
+async def test_static_fail_denies_with_its_message(make: Callable[..., Harness]) -> None:
+    text = (f"apiVersion: policy.signet.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {{name: frozen}}\n"
+            f"spec:\n  images: [{{glob: '{HOST}/**'}}]\n  authorities:\n"
+            f"    - name: freeze\n      static: {{action: fail, message: change freeze}}\n")
+    h = make(policies(text))
+    h.fake.put_image(REPO, "v1")
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "deny" and "change freeze" in outcome.reason
+
+
+async def test_missing_trust_root_fails_closed(make: Callable[..., Harness]) -> None:
+    text = policy_yaml().replace("        identities:", "        trustRootRef: private\n        identities:")
+    h = make(policies(text))
+    push_signed(h.fake, default_kit())
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "deny" and "TrustRoot 'private' does not exist" in outcome.reason
+
+
+async def test_invalid_reference_is_denied_without_requests(make: Callable[..., Harness]) -> None:
+    h = make(policies(policy_yaml()))
+    [outcome] = await h.decide("UPPER//bad@@ref")
+    assert outcome.verdict == "deny" and "invalid image reference" in outcome.reason
+    assert h.client.request_count == 0
+
+
+@pytest.mark.parametrize(("on_error", "verdict"), [("deny", "deny"), ("warn", "warn"), ("allow", "allow")])
+async def test_registry_failure_follows_on_error(make: Callable[..., Harness], on_error: OnError,
+                                                 verdict: str) -> None:
+    fake = FakeRegistry()
+    fake.faults["/manifests/"] = lambda _r: httpx.Response(500)
+    h = make(policies(policy_yaml()), fake=fake, on_error=on_error)
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == verdict
+    assert "infrastructure failure" in outcome.reason and "500" in outcome.reason
+
+
+async def test_second_admission_makes_no_registry_request(make: Callable[..., Harness]) -> None:
+    h = make(policies(policy_yaml()))
+    push_signed(h.fake, default_kit())
+    await h.decide(f"{HOST}/{REPO}:v1", f"{HOST}/{REPO}:v1")
+    before = h.client.request_count
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "allow" and h.client.request_count == before
+
+
+async def test_concurrent_admissions_of_a_new_image_verify_once(make: Callable[..., Harness]) -> None:
+    h = make(policies(policy_yaml()))
+    push_signed(h.fake, default_kit())
+    results = await asyncio.gather(*(h.decide(f"{HOST}/{REPO}:v1") for _ in range(50)))
+    assert all(r[0].verdict == "allow" for r in results)
+    assert h.engine.caches.signatures.stats.misses == 1
+    single = make(policies(policy_yaml()), fake=h.fake)
+    await single.decide(f"{HOST}/{REPO}:v1")
+    assert h.client.request_count == single.client.request_count
+
+
+async def test_deny_is_rechecked_after_its_ttl(make: Callable[..., Harness]) -> None:
+    h = make(policies(policy_yaml()), deny_ttl=0.05)
+    digest = h.fake.put_image(REPO, "v1")
+    [first] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert first.verdict == "deny"
+    # Signed meanwhile; the signature cache still remembers "unsigned", so clear what a deny must not pin.
+    sig = default_kit().sign_image_legacy(digest, repository=f"{HOST}/{REPO}", identity=SIGNER, issuer=ISSUER)
+    layer = {**h.fake.put_blob(sig.payload), "mediaType": SIMPLE_SIGNING, "annotations": dict(sig.annotations)}
+    body = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": h.fake.put_blob(b"{}"), "layers": [layer]}
+    h.fake.put_manifest(REPO, json.dumps(body).encode(), tag=digest.replace(":", "-") + ".sig")
+    h.engine.caches.signatures.clear()
+    [cached] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert cached.verdict == "deny"
+    await asyncio.sleep(0.1)
+    [again] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert again.verdict == "allow"
+
+
+class Hanging(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(500)
+
+
+async def test_hanging_registry_is_not_verified_in_time(make: Callable[..., Harness]) -> None:
+    h = make(policies(policy_yaml()), deadline=0.3, transport=Hanging())
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert loop.time() - start < 1.0
+    assert outcome.verdict == "deny" and NOT_IN_TIME in outcome.reason and "infrastructure" in outcome.reason
+
+
+async def test_pin_digest_is_requested_only_by_asking_policies(make: Callable[..., Harness]) -> None:
+    pinning = policy_yaml(extra="  mutate: {pinDigest: true}\n")
+    h = make(policies(pinning))
+    push_signed(h.fake, default_kit())
+    [decision] = await h.engine.decide([f"{HOST}/{REPO}:v1"], "team-a")
+    assert decision.pin_digest
+    plain = make(policies(policy_yaml()), fake=h.fake)
+    [decision] = await plain.engine.decide([f"{HOST}/{REPO}:v1"], "team-a")
+    assert not decision.pin_digest
