@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -29,6 +31,36 @@ def load_trusted_root(path: str | None, *, staging: bool = False) -> TrustedRoot
         return TrustedRoot.from_file(path)
     except TrustError as exc:
         raise InputError(f"--trusted-root {path}: {exc.reason}") from exc
+
+
+def add_trust_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the trust root comes from: a file, a TUF mirror, or (default) embedded / cosign's env."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--trusted-root", metavar="FILE", help="trusted_root.json, no TUF (default: embedded)")
+    source.add_argument("--tuf-mirror", metavar="URL", help="refresh the trust root from this TUF repository")
+    parser.add_argument("--tuf-root", metavar="FILE", help="TUF root.json to start --tuf-mirror from")
+
+
+def trusted_root_from_args(args: argparse.Namespace, *, staging: bool = False) -> TrustedRoot:
+    """The trust root the flags name; cosign's SIGSTORE_* variables override parts of the default one.
+
+    A TUF refresh that fails is a TrustError (infrastructure, exit 1); a bad file is an input error.
+    """
+    if args.tuf_root and not args.tuf_mirror:
+        raise InputError("--tuf-root needs --tuf-mirror")
+    if args.trusted_root:
+        return load_trusted_root(args.trusted_root)
+    if args.tuf_mirror:
+        from webhook.trust.tuf_client import TufClient
+
+        bootstrap = read_file(args.tuf_root, "TUF root") if args.tuf_root else None
+        return TufClient(args.tuf_mirror, bootstrap_root=bootstrap).refresh_trusted_root()
+    from webhook.trust.env_roots import trusted_root_from_env
+
+    instance = "staging" if staging else "prod"
+    base = resources.files("webhook.trust").joinpath("embedded", instance, "trusted_root.json").read_bytes()
+    from_env = trusted_root_from_env(os.environ, base=base)
+    return TrustedRoot.from_json(from_env if from_env is not None else base)
 
 
 def read_file(path: str, what: str) -> bytes:

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from webhook.commands.common import EXIT_OK, load_key, load_trusted_root, read_file
+from webhook.commands.common import EXIT_OK, add_trust_arguments, load_key, read_file, trusted_root_from_args
 from webhook.errors import PolicyError
 from webhook.verify.bundle import Bundle
 from webhook.verify.identity import Identity
@@ -26,7 +26,7 @@ def add_identity_arguments(parser: argparse.ArgumentParser) -> None:
     issuer.add_argument("--certificate-oidc-issuer", metavar="URL", help="exact OIDC issuer")
     issuer.add_argument("--certificate-oidc-issuer-regexp", metavar="RE", help="full-match regexp for the issuer")
     parser.add_argument("--key", metavar="PEM", help="verify with this public key instead of an identity")
-    parser.add_argument("--trusted-root", metavar="FILE", help="trusted_root.json (default: embedded production)")
+    add_trust_arguments(parser)
 
 
 def identity_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Identity | None:
@@ -68,7 +68,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     key = load_key(args.key) if args.key else None
     artifact = artifact_from_arg(args.artifact)
     bundle_raw = read_file(args.bundle, "bundle")
-    trusted_root = load_trusted_root(args.trusted_root, staging=args.staging)
+    trusted_root = trusted_root_from_args(args, staging=args.staging)
     bundle = Bundle.from_json(bundle_raw)
     result = Verifier(trusted_root).verify_bundle(bundle, artifact, policy=policy, key=key)
     who = f"{result.signer.subject} ({result.signer.issuer})" if result.signer else "the given key"

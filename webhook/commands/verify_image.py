@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from webhook.commands.common import EXIT_OK, EXIT_REJECTED, load_key, load_trusted_root
+from webhook.commands.common import EXIT_OK, EXIT_REJECTED, load_key, trusted_root_from_args
 from webhook.commands.verify_blob import add_identity_arguments, identity_from_args
 from webhook.errors import InputError
 from webhook.imageverify import LAYOUT_BUNDLE, ImageVerification, RekorLookup, SignatureOutcome, verify_image
@@ -52,7 +52,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     policy = identity_from_args(parser, args)
     key = load_key(args.key) if args.key else None
     ref = parse_reference(args.image)
-    trusted_root = load_trusted_root(args.trusted_root)
+    trusted_root = trusted_root_from_args(args)
     rekor_url = args.rekor_url or rekor_v1_url(trusted_root)
     result = asyncio.run(_verify(ref, args=args, policy=policy, key=key, verifier=Verifier(trusted_root),
                                  rekor_url=rekor_url))
