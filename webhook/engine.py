@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -29,7 +30,7 @@ from webhook.admission.outcome import ImageOutcome
 from webhook.cache import AsyncCache
 from webhook.errors import InfrastructureError, InputError, SignetError, VerificationError
 from webhook.imageverify import ImageSignatures, RekorLookup, check_image
-from webhook.oci import ImageReference, RegistryClient, parse_reference
+from webhook.oci import CredentialStore, ImageReference, RegistryClient, parse_reference
 from webhook.policy.matching import PolicySet
 from webhook.policy.models import Authority, Mode, NoMatchPolicy, Policy
 from webhook.rekor import RekorClient, rekor_v1_url
@@ -43,6 +44,7 @@ from webhook.verify.verifier import Verifier
 _logger = logging.getLogger(__name__)
 
 OnError = Literal["deny", "warn", "allow"]
+_MAX_CREDENTIALED_CLIENTS = 64
 NOT_IN_TIME = "not verified in time"
 
 
@@ -64,6 +66,8 @@ class ImageDecision:
     outcome: ImageOutcome
     pin_digest: bool = False
     """A matching policy asks for the tag to be pinned to the verified digest."""
+    infrastructure: bool = False
+    """Decided by onError because something we depend on failed: never cached, always retried."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class EngineCaches:
             "signatures", max_entries=4_000, ttl=settings.signatures_ttl)
 
         def verdict_ttl(decision: ImageDecision) -> float:
+            if decision.infrastructure:
+                return 0.0
             return settings.allow_ttl if decision.outcome.verdict == "allow" else settings.deny_ttl
 
         self.verdicts: AsyncCache[tuple[object, ...], ImageDecision] = AsyncCache(
@@ -111,7 +117,9 @@ class Engine:
         rekor: RekorClient | None = None,
         settings: EngineSettings | None = None,
         caches: EngineCaches | None = None,
+        registry_for: Callable[[CredentialStore], RegistryClient] | None = None,
     ) -> None:
+        """``registry_for`` makes a client for a workload's pull-secret credentials (see ``decide``)."""
         self._policies = policies
         self._trust_root = trust_root
         self._registry = registry
@@ -121,19 +129,29 @@ class Engine:
         self._verifiers: dict[str, Verifier] = {}
         self._keys: dict[str, PublicKey] = {}
         self._background: set[asyncio.Task[object]] = set()
+        self._registry_for = registry_for
+        # One client per distinct credential set: tokens got with one set must never serve another.
+        self._credentialed: OrderedDict[str, RegistryClient] = OrderedDict()
 
     # -- public -----------------------------------------------------------------------------------
 
-    async def decide(self, images: Sequence[str], namespace: str | None) -> list[ImageDecision]:
-        """One decision per distinct image, in first-seen order, within ``settings.deadline``."""
+    async def decide(self, images: Sequence[str], namespace: str | None,
+                     credentials: CredentialStore | None = None) -> list[ImageDecision]:
+        """One decision per distinct image, in first-seen order, within ``settings.deadline``.
+
+        ``credentials`` (the workload's pull secrets) are used for registry requests this decision
+        makes. Verdicts are shared across namespaces: a signature's validity does not depend on who
+        fetched it, and the kubelet still enforces who may pull.
+        """
         policy_set, root = self._policies(), self._trust_root()
+        registry = self._client_for(credentials)
         distinct = list(dict.fromkeys(images))
         if not distinct:
             return []
         tasks = {
             image: asyncio.ensure_future(self.caches.verdicts.get(
                 (image, namespace, policy_set, root.fingerprint),
-                lambda image=image: self._decide_one(image, namespace, policy_set, root)))  # type: ignore[misc]
+                lambda image=image: self._decide_one(image, namespace, policy_set, root, registry)))  # type: ignore[misc]
             for image in distinct
         }
         done, _pending = await asyncio.wait(tasks.values(), timeout=self.settings.deadline)
@@ -159,6 +177,26 @@ class Engine:
     async def aclose(self) -> None:
         for task in list(self._background):
             task.cancel()
+        for client in self._credentialed.values():
+            await client.aclose()
+        self._credentialed.clear()
+
+    def _client_for(self, credentials: CredentialStore | None) -> RegistryClient:
+        if credentials is None or not credentials.hosts() or self._registry_for is None:
+            return self._registry
+        fingerprint = hashlib.sha256(repr(sorted(
+            (host, c.username, c.password) for host in credentials.hosts()
+            if (c := credentials.lookup(host)) is not None)).encode()).hexdigest()
+        client = self._credentialed.get(fingerprint)
+        if client is None:
+            client = self._credentialed[fingerprint] = self._registry_for(credentials)
+            while len(self._credentialed) > _MAX_CREDENTIALED_CLIENTS:
+                _, old = self._credentialed.popitem(last=False)
+                task = asyncio.ensure_future(old.aclose())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+        self._credentialed.move_to_end(fingerprint)
+        return client
 
     # -- one image --------------------------------------------------------------------------------
 
@@ -173,7 +211,7 @@ class Engine:
                                                  f"internal error while verifying: {type(error).__name__}"))
 
     async def _decide_one(self, image: str, namespace: str | None, policy_set: PolicySet,
-                          root: TrustedRoot) -> ImageDecision:
+                          root: TrustedRoot, registry: RegistryClient) -> ImageDecision:
         # 1. the reference
         try:
             ref = parse_reference(image)
@@ -191,13 +229,14 @@ class Engine:
                                                      f"no policy matches image {ref.name} (noMatchPolicy {action})"))
         # 3. the digest
         try:
-            digest = await self._digest(ref)
+            digest = await self._digest(ref, registry)
         except InfrastructureError as exc:
             return self._infrastructure(image, None, None, None, f"registry unreachable: {exc.reason}")
         pinned = ref.with_digest(digest)
 
         # 4-5. every policy, concurrently; each caches its signature checks per trust root and key.
-        results = await asyncio.gather(*(self._policy(p, pinned, policy_set, root) for p in selection.policies))
+        results = await asyncio.gather(*(self._policy(p, pinned, policy_set, root, registry)
+                                         for p in selection.policies))
         return self._combine(image, digest, selection.policies, results)
 
     def _combine(self, image: str, digest: str, policies: Sequence[Policy],
@@ -228,21 +267,23 @@ class Engine:
         action = self.settings.on_error
         verdict: Literal["allow", "deny", "warn"] = "deny" if action == "deny" else action
         return ImageDecision(image, ImageOutcome(image, digest, verdict, policy, authority,
-                                                 f"{reason} (infrastructure failure; onError: {action})"))
+                                                 f"{reason} (infrastructure failure; onError: {action})"),
+                             infrastructure=True)
 
     # -- caches -----------------------------------------------------------------------------------
 
-    async def _digest(self, ref: ImageReference) -> str:
+    async def _digest(self, ref: ImageReference, registry: RegistryClient) -> str:
         if ref.digest:
             return ref.digest
-        return await self.caches.digests.get(str(ref), lambda: self._registry.resolve_digest(ref))
+        return await self.caches.digests.get(str(ref), lambda: registry.resolve_digest(ref))
 
-    async def _signatures(self, ref: ImageReference, root: TrustedRoot, key: PublicKey | None) -> ImageSignatures:
+    async def _signatures(self, ref: ImageReference, root: TrustedRoot, key: PublicKey | None,
+                          registry: RegistryClient) -> ImageSignatures:
         assert ref.digest is not None
         key_id = spki_sha256(key) if key is not None else None
         return await self.caches.signatures.get(
             (ref.name + "@" + ref.digest, root.fingerprint, key_id),
-            lambda: check_image(ref, registry_client=self._registry, verifier=self._verifier(root), key=key,
+            lambda: check_image(ref, registry_client=registry, verifier=self._verifier(root), key=key,
                                 rekor=self._rekor_lookup(root),
                                 include_index_signatures=self.settings.include_index_signatures))
 
@@ -269,12 +310,12 @@ class Engine:
     # -- policies and authorities -----------------------------------------------------------------
 
     async def _policy(self, policy: Policy, ref: ImageReference, policy_set: PolicySet,
-                      root: TrustedRoot) -> _Result:
+                      root: TrustedRoot, registry: RegistryClient) -> _Result:
         """OR across the policy's authorities: the first that passes, else every reason."""
         failures: list[_Result] = []
         for authority in policy.spec.authorities:
             try:
-                result = await self._authority(authority, ref, policy_set, root)
+                result = await self._authority(authority, ref, policy_set, root, registry)
             except InfrastructureError as exc:
                 result = _Result(False, exc.reason, authority.name, infrastructure=True)
             except SignetError as exc:
@@ -288,7 +329,7 @@ class Engine:
                        signer=closest.signer, issuer=closest.issuer, log_index=closest.log_index)
 
     async def _authority(self, authority: Authority, ref: ImageReference, policy_set: PolicySet,
-                         root: TrustedRoot) -> _Result:
+                         root: TrustedRoot, registry: RegistryClient) -> _Result:
         if authority.static is not None:
             passed = authority.static.action == "pass"
             message = authority.static.message or ("static pass" if passed else "static fail")
@@ -298,13 +339,13 @@ class Engine:
                 raise VerificationError("key authorities with secretRef need the cluster integration, "
                                         "which is not running", step="policy")
             key = self._key(authority.key.data)
-            signatures = await self._signatures(ref, root, key)
+            signatures = await self._signatures(ref, root, key, registry)
             return _verdict(authority.name, signatures, None)
         assert authority.keyless is not None
         keyless = authority.keyless
         keyless_root = await self._named_trust_root(keyless.trust_root_ref, policy_set) \
             if keyless.trust_root_ref else root
-        signatures = await self._signatures(ref, keyless_root, None)
+        signatures = await self._signatures(ref, keyless_root, None, registry)
         return _verdict(authority.name, signatures, _identity_policy(authority))
 
     def _key(self, pem: str) -> PublicKey:

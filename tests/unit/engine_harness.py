@@ -10,7 +10,7 @@ import httpx
 from tests.sigstore_kit import SigstoreKit, default_kit
 from tests.unit.oci.fake_registry import HOST, OCI_MANIFEST, SIMPLE_SIGNING, FakeRegistry, dumps
 from webhook.engine import Engine, EngineSettings, OnError
-from webhook.oci import RegistryClient, RegistryLimits
+from webhook.oci import CredentialStore, RegistryClient, RegistryLimits
 from webhook.policy.loader import load_text
 from webhook.policy.matching import PolicySet
 from webhook.policy.models import NoMatchPolicy
@@ -48,8 +48,9 @@ class Harness:
     def __init__(self, fake: FakeRegistry, policy_set: PolicySet, client: RegistryClient, engine: Engine) -> None:
         self.fake, self.policy_set, self.client, self.engine = fake, policy_set, client, engine
 
-    async def decide(self, *images: str, namespace: str | None = "team-a") -> list[Any]:
-        return [d.outcome for d in await self.engine.decide(list(images), namespace)]
+    async def decide(self, *images: str, namespace: str | None = "team-a",
+                     credentials: CredentialStore | None = None) -> list[Any]:
+        return [d.outcome for d in await self.engine.decide(list(images), namespace, credentials)]
 
 
 async def engine_harness() -> AsyncIterator[Callable[..., Harness]]:
@@ -66,11 +67,19 @@ async def engine_harness() -> AsyncIterator[Callable[..., Harness]]:
         clients.append(client)
         settings = EngineSettings(on_error=on_error, deadline=deadline, deny_ttl=deny_ttl)
         default_root = trust_root or root
+
+        def registry_for(credentials: CredentialStore) -> RegistryClient:
+            return RegistryClient(transport=transport or fake.transport(), credentials=credentials)
+
         engine = Engine(policies=lambda: policy_set, trust_root=lambda: default_root, registry=client,
-                        settings=settings)
+                        settings=settings, registry_for=registry_for)
+        engines.append(engine)
         return Harness(fake, policy_set, client, engine)
 
+    engines: list[Engine] = []
     yield build
+    for engine in engines:
+        await engine.aclose()
     for client in clients:
         await client.aclose()
 

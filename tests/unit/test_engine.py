@@ -17,6 +17,7 @@ from tests.sigstore_kit import default_kit
 from tests.unit.engine_harness import ISSUER, REPO, SIGNER, Harness, policies, policy_yaml, push_signed
 from tests.unit.oci.fake_registry import HOST, OCI_MANIFEST, SIMPLE_SIGNING, FakeRegistry
 from webhook.engine import NOT_IN_TIME, OnError
+from webhook.oci import CredentialStore
 from webhook.policy.models import NoMatchPolicy
 
 pytestmark = pytest.mark.anyio
@@ -183,3 +184,16 @@ async def test_pin_digest_is_requested_only_by_asking_policies(make: Callable[..
     plain = make(policies(policy_yaml()), fake=h.fake)
     [decision] = await plain.engine.decide([f"{HOST}/{REPO}:v1"], "team-a")
     assert not decision.pin_digest
+
+
+async def test_pull_secret_credentials_reach_a_private_registry(make: Callable[..., Harness]) -> None:
+    fake = FakeRegistry(auth="basic", credentials=("puller", "s3cret"))
+    h = make(policies(policy_yaml()), fake=fake)
+    push_signed(fake, default_kit())
+    [without] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert without.verdict == "deny" and "no credentials" in without.reason and "infrastructure" in without.reason
+    # The infrastructure denial was not cached: the same image with the pod's pull secret is admitted.
+    secret = CredentialStore.from_docker_config({"auths": {HOST: {"username": "puller", "password": "s3cret"}}})
+    [with_secret] = await h.decide(f"{HOST}/{REPO}:v1", credentials=secret)
+    assert with_secret.verdict == "allow", with_secret.reason
+    assert "s3cret" not in with_secret.reason + without.reason
