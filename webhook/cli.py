@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from webhook import __version__
-from webhook.commands import initialize, verify_blob, verify_image
+from webhook.commands import evaluate, initialize, serve, verify_blob, verify_image
 from webhook.commands.common import EXIT_REJECTED, EXIT_USAGE, fail
 from webhook.errors import InfrastructureError, InputError, VerificationError
 
@@ -36,6 +36,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[argparse.Ar
     p = sub.add_parser("initialize", help="fetch and cache the trust root through TUF")
     initialize.configure(p)
     commands["initialize"] = (p, initialize.run)
+
+    p = sub.add_parser("serve", help="run the admission webhook server")
+    serve.configure(p)
+    commands["serve"] = (p, serve.run)
+
+    p = sub.add_parser("evaluate", help="decide workload manifests against policies, offline from the cluster")
+    evaluate.configure(p)
+    commands["evaluate"] = (p, evaluate.run)
     return parser, commands
 
 

@@ -1,0 +1,109 @@
+"""``signet serve`` flags → ServerConfig, and the packaged default policies."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from webhook.app import build_trust, load_policies
+from webhook.cli import build_parser
+from webhook.config import ServerConfig, default_policies, from_args
+from webhook.errors import InputError
+from webhook.policy.models import NoMatchPolicy
+
+PROJECT = Path(__file__).resolve().parents[3]
+CHART_ARGS = ["serve", "--host", "0.0.0.0", "--port", "8443", "--tls-cert", "/etc/signet/tls/tls.crt",
+              "--tls-key", "/etc/signet/tls/tls.key", "--policies", "/etc/signet/policies",
+              "--no-match-policy", "warn", "--on-error", "allow", "--deadline", "8",
+              "--tuf-mirror", "https://tuf.example", "--tuf-root", "/etc/signet/trust-root/root.json",
+              "--allow-http-registry", "--prewarm", "--pull-secrets"]
+
+
+def parse(*argv: str, env: dict[str, str] | None = None) -> ServerConfig:
+    parser, _commands = build_parser()
+    args: argparse.Namespace = parser.parse_args(list(argv))
+    return from_args(args, env or {})
+
+
+def test_defaults_are_local_and_embedded() -> None:
+    config = parse("serve")
+    assert (config.host, config.port, config.tls) == ("127.0.0.1", 8443, False)
+    assert config.policies_dir is None and config.trust_source == "tuf" and config.tuf_mirror is None
+    assert config.no_match_policy is NoMatchPolicy.DENY and config.on_error == "deny" and config.deadline == 8.0
+
+
+def test_every_flag_the_chart_passes_is_accepted() -> None:
+    config = parse(*CHART_ARGS)
+    assert config.host == "0.0.0.0" and config.tls_cert == Path("/etc/signet/tls/tls.crt")
+    assert config.policies_dir == Path("/etc/signet/policies") and config.no_match_policy is NoMatchPolicy.WARN
+    assert config.on_error == "allow" and config.tuf_mirror == "https://tuf.example"
+    assert config.allow_http_registry and config.prewarm and config.pull_secrets
+
+
+def test_chart_template_flags_are_known_to_serve() -> None:
+    template = (PROJECT / "charts" / "signet" / "templates" / "deployment.yaml").read_text()
+    _parser, commands = build_parser()
+    serve_parser = commands["serve"][0]
+    known = {flag for action in serve_parser._actions for flag in action.option_strings}
+    used = {line.strip().removeprefix("- ") for line in template.splitlines() if line.strip().startswith("- --")}
+    assert used and used <= known, used - known
+
+
+def test_trusted_root_and_env_select_the_source() -> None:
+    assert parse("serve", "--trusted-root", "/x.json").trust_source == "file"
+    config = parse("serve", env={"SIGSTORE_REKOR_PUBLIC_KEY": "/k.pem", "HOME": "/root"})
+    assert config.trust_source == "env" and dict(config.sigstore_env) == {"SIGSTORE_REKOR_PUBLIC_KEY": "/k.pem"}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--tls-cert", "c.pem"], r"--tls-cert and --tls-key go together"),
+    (["--trusted-root", "a", "--tuf-mirror", "https://m"], r"excludes"),
+    (["--tuf-root", "r.json"], r"--tuf-root needs --tuf-mirror"),
+    (["--deadline", "0"], r"--deadline must be a positive"),
+    (["--port", "70000"], r"not a TCP port"),
+    (["--registry-mirror", "nope"], r"HOST=URL"),
+    (["--workers", "0"], r"--workers"),
+])
+def test_bad_flags_are_input_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        parse("serve", *argv)
+
+
+def test_ttls_and_mirrors() -> None:
+    config = parse("serve", "--deny-ttl", "0.5", "--allow-ttl", "60", "--registry-mirror", "docker.io=http://127.0.0.1:5000")
+    assert (config.deny_ttl, config.allow_ttl) == (0.5, 60.0)
+    assert dict(config.registry_mirrors) == {"docker.io": "http://127.0.0.1:5000"}
+
+
+def test_packaged_policies_are_the_examples() -> None:
+    packaged = default_policies()
+    examples = sorted((PROJECT / "policies" / "examples").glob("*.yaml"))
+    assert [p.name for p in examples] == sorted(f.name for f in packaged.iterdir() if f.name.endswith(".yaml"))
+    for example in examples:
+        assert packaged.joinpath(example.name).read_bytes() == example.read_bytes(), example.name
+
+
+def test_default_policies_load_cleanly() -> None:
+    loaded = load_policies(ServerConfig())
+    examples = list((PROJECT / "policies" / "examples").glob("*.yaml"))
+    assert loaded.result.ok and len(loaded.result.policies) == len(examples)
+    assert loaded.source == "embedded example policies"
+
+
+def test_missing_policy_directory_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"not a directory"):
+        load_policies(ServerConfig(policies_dir=tmp_path / "missing"))
+
+
+def test_unreadable_trusted_root_is_an_input_error(tmp_path: Path) -> None:
+    bad = tmp_path / "trusted_root.json"
+    bad.write_text("{}")
+    with pytest.raises(InputError, match=r"--trusted-root"):
+        build_trust(ServerConfig(trust_source="file", trusted_root=bad))
+
+
+def test_default_trust_is_tuf_with_an_embedded_fallback() -> None:
+    provider = build_trust(ServerConfig())
+    assert provider.status().dynamic and not provider.ready  # nothing loaded before start()

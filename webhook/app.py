@@ -1,0 +1,331 @@
+"""The admission server: a FastAPI app built by ``create_app(config)``; nothing happens at import.
+
+Routes (ARCHITECTURE.md §3): ``POST /validate``, ``POST /mutate``, ``GET /healthz``,
+``GET /readyz``, ``GET /metrics``. The two admission routes are plain Starlette endpoints: the
+body is read as bytes, parsed by ``webhook.admission`` with orjson, and answered with bytes; no
+pydantic model or dependency injection on the hot path.
+
+Two error channels (STYLE.md, kopf): a malformed review is HTTP 400; every decision, including
+"we failed", is HTTP 200. An unexpected exception while deciding becomes a denial ("internal
+error", traceback logged): never a 500, never an accidental allow.
+
+The lifespan starts the trust-root provider (its TUF refresh runs in the provider's thread, never
+in a request), builds the engine with its registry and Rekor clients, starts the TLS certificate
+watcher, and closes all of them on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Protocol
+
+import orjson
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from webhook.admission import (
+    AdmissionReview,
+    ImageOutcome,
+    MalformedReviewError,
+    UnreadableWorkloadError,
+    audit_annotations,
+    denied,
+    malformed_body,
+    parse_review,
+    pinning_patch,
+    plan_verification,
+    respond,
+    skipped,
+    unreadable,
+)
+from webhook.audit import AuditLog
+from webhook.config import ServerConfig, default_policies
+from webhook.errors import InputError, TrustError
+from webhook.metrics import CONTENT_TYPE, Metrics
+from webhook.policy.loader import LoadResult, load_directory, load_text
+from webhook.policy.matching import PolicySet
+from webhook.tls import CertificateReloader
+from webhook.trust.provider import TrustRootProvider
+
+if TYPE_CHECKING:
+    from webhook.engine import ImageDecision
+
+_logger = logging.getLogger(__name__)
+
+JSON: Final = "application/json"
+MAX_BODY: Final = 16 * 1024 * 1024  # the API server sends at most ~3 MiB objects
+INTERNAL_ERROR: Final = "signet internal error: the object was not checked and is denied (see the signet log)"
+
+
+class DecisionEngine(Protocol):
+    """What the app needs from ``webhook.engine.Engine`` (the seam unit tests fake)."""
+
+    async def decide(self, images: Sequence[str], namespace: str | None) -> list[ImageDecision]: ...
+
+    def cache_stats(self) -> dict[str, dict[str, int]]: ...
+
+    def invalidate(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LoadedPolicies:
+    """A policy snapshot and what loading it reported (``problems`` are invalid documents)."""
+
+    policy_set: PolicySet
+    result: LoadResult
+    source: str
+
+
+def load_policies(config: ServerConfig) -> LoadedPolicies:
+    """``--policies DIR`` or the packaged examples; invalid documents are logged and skipped.
+
+    Raises ``PolicyError`` (an InputError) when the directory does not exist.
+    """
+    if config.policies_dir is not None:
+        result = load_directory(config.policies_dir)
+    else:
+        packaged = default_policies()
+        if isinstance(packaged, Path):
+            result = load_directory(packaged)
+        else:  # a zipped install: concatenate the documents
+            texts = [f.read_text(encoding="utf-8") for f in sorted(packaged.iterdir(), key=lambda f: f.name)
+                     if f.name.endswith((".yaml", ".yml"))]
+            result = load_text("\n---\n".join(texts), "embedded example policies")
+    for problem in result.problems:
+        _logger.error("policy ignored: %s", problem)
+    for warning in result.warnings:
+        _logger.warning("policy: %s", warning)
+    policy_set = PolicySet.from_load_result(result, no_match_policy=config.no_match_policy)
+    return LoadedPolicies(policy_set, result, config.policies_location())
+
+
+def build_trust(config: ServerConfig) -> TrustRootProvider:
+    """The trust-root provider the config asks for (InputError for an unusable file)."""
+    from webhook.trust.tuf_client import TufClient
+
+    if config.trust_source == "file":
+        assert config.trusted_root is not None
+        try:
+            return TrustRootProvider.from_file(config.trusted_root)
+        except TrustError as exc:
+            raise InputError(f"--trusted-root {config.trusted_root}: {exc.reason}") from exc
+    if config.trust_source == "env":
+        from webhook.trust.embedded import production_trusted_root_json
+
+        try:
+            provider = TrustRootProvider.from_env(config.sigstore_env, base=production_trusted_root_json())
+        except TrustError as exc:
+            raise InputError(f"SIGSTORE_* variables: {exc.reason}") from exc
+        assert provider is not None
+        return provider
+    bootstrap = None
+    if config.tuf_root is not None:
+        try:
+            bootstrap = config.tuf_root.read_bytes()
+        except OSError as exc:
+            raise InputError(f"--tuf-root {config.tuf_root}: {exc.strerror or exc}") from exc
+    client = TufClient(config.tuf_mirror, bootstrap_root=bootstrap) if config.tuf_mirror else TufClient()
+    return TrustRootProvider.from_tuf(client)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    body: bytes
+    result: str  # allow | deny | warn
+    reason: str  # metrics category
+    detail: str | None  # audit reason when no image was verified
+    outcomes: Sequence[ImageOutcome]
+
+
+class _State:
+    """Everything the routes share; one per app."""
+
+    def __init__(self, config: ServerConfig, engine: DecisionEngine | None, trust: TrustRootProvider | None,
+                 policies: LoadedPolicies | None, tls: CertificateReloader | None) -> None:
+        self.config = config
+        self.engine = engine
+        self.trust = trust
+        self.policies = policies
+        self.tls = tls
+        self.audit = AuditLog()
+        self.metrics = Metrics(self._cache_stats, self._gauges)
+
+    def _cache_stats(self) -> dict[str, dict[str, int]]:
+        return self.engine.cache_stats() if self.engine is not None else {}
+
+    def _gauges(self) -> dict[str, float]:
+        return {
+            "trust_root_ready": float(self.trust is not None and self.trust.ready),
+            "policies_loaded": float(len(self.policies.result.policies)) if self.policies else 0.0,
+            "policy_problems": float(len(self.policies.result.problems)) if self.policies else 0.0,
+        }
+
+    def current_policies(self) -> PolicySet:
+        if self.policies is None:
+            raise RuntimeError("policies are not loaded")
+        return self.policies.policy_set
+
+    def ready(self) -> bool:
+        return self.trust is not None and self.trust.ready and self.policies is not None and self.engine is not None
+
+    # -- deciding ---------------------------------------------------------------------------------
+
+    async def decide(self, review: AdmissionReview, mutate: bool) -> _Decision:
+        try:
+            plan = plan_verification(review)
+        except UnreadableWorkloadError as exc:  # before InputError handling: it is one
+            return _Decision(unreadable(review, exc), "deny", "unreadable", exc.diagnostics(), ())
+        if not plan.images:
+            return _Decision(skipped(review, plan.reason), "allow", "skipped", plan.reason, ())
+        if self.engine is None:
+            raise RuntimeError("the decision engine is not running")
+        started = time.perf_counter()
+        distinct = plan.distinct
+        decisions = await self.engine.decide(distinct, review.namespace or None)
+        self.metrics.verification.observe(time.perf_counter() - started)
+        by_image = {d.image: d for d in decisions}
+        missing = [image for image in distinct if image not in by_image]
+        if missing:  # never allow an image the engine did not answer for
+            raise RuntimeError(f"the engine returned no decision for {missing}")
+        outcomes = [by_image[image].outcome for image in distinct]
+        patch = None
+        if mutate:
+            verified = {d.image: d.outcome.digest for d in decisions
+                        if d.pin_digest and d.outcome.verdict == "allow" and d.outcome.digest}
+            patch = pinning_patch(plan.images, verified) or None
+        categories = [self.metrics.image(o) for o in outcomes]
+        result = "deny" if any(o.verdict == "deny" for o in outcomes) else (
+            "warn" if any(o.verdict == "warn" for o in outcomes) else "allow")
+        reason = next(c for o, c in zip(outcomes, categories, strict=True) if o.verdict == result)
+        return _Decision(respond(review, outcomes, patch=patch), result, reason, None, outcomes)
+
+    async def admission(self, request: Request, route: str) -> Response:
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            error = MalformedReviewError(f"body of {length} bytes is larger than {MAX_BODY}")
+            return Response(malformed_body(error), status_code=400, media_type=JSON)
+        body = await request.body()
+        try:
+            review = parse_review(body)
+        except MalformedReviewError as exc:
+            self.metrics.decision(route, "malformed", "malformed", time.perf_counter() - started)
+            return Response(malformed_body(exc), status_code=400, media_type=JSON)
+        try:
+            decision = await self.decide(review, mutate=route == "mutate")
+        except Exception:
+            _logger.exception("internal error deciding %s %s/%s (uid %s); denying", review.kind.kind,
+                              review.namespace, review.name, review.uid)
+            annotations = audit_annotations("deny", reason="internal error")
+            decision = _Decision(denied(review, INTERNAL_ERROR, audit_annotations=annotations), "deny",
+                                 "internal_error", "internal error", ())
+        elapsed = time.perf_counter() - started
+        self.metrics.decision(route, decision.result, decision.reason, elapsed)
+        try:
+            self.audit.record(review, decision=decision.result, reason=decision.detail, outcomes=decision.outcomes,
+                              duration=elapsed, route=route)
+        except Exception:  # the decision stands even if the audit line cannot be written
+            _logger.exception("cannot write the audit line for uid %s", review.uid)
+        return Response(decision.body, media_type=JSON)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        if self.trust is None:
+            self.trust = build_trust(self.config)
+        self.trust.start()
+        if self.policies is None:
+            self.policies = load_policies(self.config)
+        closers: list[Callable[[], Awaitable[None]]] = []
+        if self.engine is None:
+            self.engine, closers = self._build_engine(self.trust)
+        tasks: list[asyncio.Task[None]] = []
+        if self.tls is not None:
+            tasks.append(asyncio.create_task(self.tls.watch(self.config.tls_reload_interval)))
+        _logger.info("signet ready: trust root %s, %d policies from %s (%d problems)",
+                     self.trust.status().source, len(self.policies.result.policies), self.policies.source,
+                     len(self.policies.result.problems))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.engine.aclose()
+            for close in closers:
+                await close()
+            self.trust.stop()
+
+    def _build_engine(self, trust: TrustRootProvider) -> tuple[DecisionEngine, list[Callable[[], Awaitable[None]]]]:
+        from webhook.engine import Engine, EngineSettings
+        from webhook.oci import RegistryClient
+        from webhook.rekor import RekorClient
+
+        config = self.config
+        settings = EngineSettings(on_error=config.on_error, deadline=config.deadline,
+                                  **config.cache_ttls())  # type: ignore[arg-type]
+        registry = RegistryClient(allow_http=config.allow_http_registry, mirrors=dict(config.registry_mirrors))
+        rekor = RekorClient()
+        engine = Engine(policies=self.current_policies, trust_root=lambda: trust.current, registry=registry,
+                        rekor=rekor, settings=settings)
+        return engine, [registry.aclose, rekor.aclose]
+
+
+def create_app(
+    config: ServerConfig,
+    *,
+    engine: DecisionEngine | None = None,
+    trust: TrustRootProvider | None = None,
+    policies: LoadedPolicies | None = None,
+    tls: CertificateReloader | None = None,
+) -> FastAPI:
+    """The admission app; the lifespan builds whatever is not given (trust, policies, engine)."""
+    state = _State(config, engine, trust, policies, tls)
+    app = FastAPI(title="signet", lifespan=state.lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.signet = state
+
+    async def validate(request: Request) -> Response:
+        return await state.admission(request, "validate")
+
+    async def mutate(request: Request) -> Response:
+        return await state.admission(request, "mutate")
+
+    async def healthz(_request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type=JSON)
+
+    async def readyz(_request: Request) -> Response:
+        ready = state.ready()
+        loaded = state.policies
+        details = {
+            "ready": ready,
+            "trustRoot": state.trust.status().as_dict() if state.trust else {"ready": False},
+            "policies": {
+                "loaded": loaded is not None,
+                "source": loaded.source if loaded else state.config.policies_location(),
+                "count": len(loaded.result.policies) if loaded else 0,
+                "problems": len(loaded.result.problems) if loaded else 0,
+            },
+        }
+        return Response(orjson.dumps(details), status_code=200 if ready else 503, media_type=JSON)
+
+    async def metrics(_request: Request) -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    # Plain Starlette routes: no request validation or OpenAPI machinery per call.
+    app.add_route("/validate", validate, methods=["POST"])
+    app.add_route("/mutate", mutate, methods=["POST"])
+    app.add_route("/healthz", healthz, methods=["GET"])
+    app.add_route("/readyz", readyz, methods=["GET"])
+    app.add_route("/metrics", metrics, methods=["GET"])
+    return app
+

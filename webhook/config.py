@@ -1,0 +1,184 @@
+"""The server's configuration: the one place that reads command-line flags and the environment.
+
+``ServerConfig`` is frozen and built once, in ``signet serve``, from argparse arguments and a
+snapshot of the environment; everything else (app, engine, TLS) is handed the object. Nothing
+reads ``os.environ`` at import time or inside a request handler (STYLE.md: Connaisseur's
+globals and per-request environment reads are what not to copy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Final, Literal, TypeAlias
+
+from webhook.errors import InputError
+from webhook.policy.models import NoMatchPolicy
+
+OnError: TypeAlias = Literal["deny", "warn", "allow"]
+TrustSource: TypeAlias = Literal["tuf", "file", "env"]
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8443
+DEFAULT_DEADLINE: Final = 8.0
+DEFAULT_TLS_RELOAD_INTERVAL: Final = 5.0
+# cosign's variables (ARCHITECTURE.md §5); only these are kept from the environment.
+SIGSTORE_ENV: Final = ("SIGSTORE_ROOT_FILE", "SIGSTORE_REKOR_PUBLIC_KEY", "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE")
+_LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+
+def default_policies() -> Traversable:
+    """The example policies shipped in the package (copies of ``policies/examples``)."""
+    return resources.files("webhook").joinpath("policies_default")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``signet serve`` was told; see ``add_serve_arguments`` for each field's flag."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_reload_interval: float = DEFAULT_TLS_RELOAD_INTERVAL
+    policies_dir: Path | None = None  # None: the packaged example policies
+    trust_source: TrustSource = "tuf"
+    trusted_root: Path | None = None
+    tuf_mirror: str | None = None  # None: Sigstore's production mirror
+    tuf_root: Path | None = None
+    sigstore_env: Mapping[str, str] = field(default_factory=dict)
+    no_match_policy: NoMatchPolicy = NoMatchPolicy.DENY
+    on_error: OnError = "deny"
+    deadline: float = DEFAULT_DEADLINE
+    allow_http_registry: bool = False
+    registry_mirrors: Mapping[str, str] = field(default_factory=dict)
+    # Cache TTLs in seconds; None: the engine's defaults (ARCHITECTURE.md §6).
+    allow_ttl: float | None = None
+    deny_ttl: float | None = None
+    signatures_ttl: float | None = None
+    digest_ttl: float | None = None
+    workers: int = 1
+    log_level: str = "info"
+    prewarm: bool = False
+    pull_secrets: bool = False
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    def cache_ttls(self) -> dict[str, float]:
+        """The TTLs that were set, by ``EngineSettings`` field name."""
+        ttls = {"allow_ttl": self.allow_ttl, "deny_ttl": self.deny_ttl, "signatures_ttl": self.signatures_ttl,
+                "digest_ttl": self.digest_ttl}
+        return {name: value for name, value in ttls.items() if value is not None}
+
+    def policies_location(self) -> str:
+        """Human description of where policies come from (logs, /readyz)."""
+        return str(self.policies_dir) if self.policies_dir else "embedded example policies"
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``signet serve`` (ARCHITECTURE.md §7, and those the Helm chart passes)."""
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--tls-cert", metavar="F", help="PEM certificate chain; reloaded when the file changes")
+    parser.add_argument("--tls-key", metavar="F", help="PEM private key of --tls-cert")
+    parser.add_argument("--policies", metavar="DIR",
+                        help="directory of policy YAML files (default: the embedded example policies)")
+    parser.add_argument("--trusted-root", metavar="F", help="a trusted_root.json to use instead of TUF")
+    parser.add_argument("--tuf-mirror", metavar="URL", help="TUF mirror to refresh the trust root from")
+    parser.add_argument("--tuf-root", metavar="F", help="TUF root.json to start from (with --tuf-mirror)")
+    parser.add_argument("--no-match-policy", choices=[m.value for m in NoMatchPolicy], default="deny",
+                        help="images no policy matches: deny (default), warn or allow")
+    parser.add_argument("--on-error", choices=("deny", "warn", "allow"), default="deny",
+                        help="registry/Rekor/TUF failures and timeouts: deny (default), warn or allow")
+    parser.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE, metavar="SECONDS",
+                        help=f"per-request verification deadline (default {DEFAULT_DEADLINE:g})")
+    parser.add_argument("--allow-http-registry", action="store_true",
+                        help="reach registries on loopback over plain HTTP")
+    parser.add_argument("--registry-mirror", action="append", default=[], metavar="HOST=URL",
+                        help="fetch HOST's images from URL (repeatable)")
+    parser.add_argument("--allow-ttl", type=float, metavar="SECONDS", help="how long an allow verdict is cached")
+    parser.add_argument("--deny-ttl", type=float, metavar="SECONDS", help="how long a deny verdict is cached")
+    parser.add_argument("--signatures-ttl", type=float, metavar="SECONDS",
+                        help="how long the signatures found for a digest are cached")
+    parser.add_argument("--digest-ttl", type=float, metavar="SECONDS", help="how long a tag's digest is cached")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
+    parser.add_argument("--log-level", choices=_LOG_LEVELS, default="info", help="log level (default info)")
+    parser.add_argument("--prewarm", action="store_true", help="verify running pods' images at start (not active yet)")
+    parser.add_argument("--pull-secrets", action="store_true",
+                        help="use workloads' imagePullSecrets (not active yet)")
+
+
+def parse_mirrors(values: list[str]) -> dict[str, str]:
+    mirrors: dict[str, str] = {}
+    for value in values:
+        host, sep, url = value.partition("=")
+        if not sep or not host or not url:
+            raise InputError(f"--registry-mirror {value!r}: expected HOST=URL")
+        mirrors[host] = url
+    return mirrors
+
+
+def _positive(value: float | None, flag: str) -> None:
+    if value is not None and not value > 0:
+        raise InputError(f"{flag} must be a positive number of seconds, not {value:g}")
+
+
+def from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
+    """Validate the flags (InputError names the bad one) and snapshot the cosign variables of ``env``."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise InputError("--tls-cert and --tls-key go together")
+    if args.trusted_root and (args.tuf_mirror or args.tuf_root):
+        raise InputError("--trusted-root excludes --tuf-mirror/--tuf-root")
+    if args.tuf_root and not args.tuf_mirror:
+        raise InputError("--tuf-root needs --tuf-mirror")
+    if not 0 < args.port < 65536:
+        raise InputError(f"--port {args.port} is not a TCP port")
+    if args.workers < 1:
+        raise InputError("--workers must be at least 1")
+    _positive(args.deadline, "--deadline")
+    _positive(args.allow_ttl, "--allow-ttl")
+    _positive(args.deny_ttl, "--deny-ttl")
+    _positive(args.signatures_ttl, "--signatures-ttl")
+    _positive(args.digest_ttl, "--digest-ttl")
+    sigstore_env = {k: env[k] for k in SIGSTORE_ENV if env.get(k)}
+    trust_source: TrustSource = "tuf"
+    if args.trusted_root:
+        trust_source = "file"
+    elif sigstore_env and not args.tuf_mirror:
+        trust_source = "env"
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        policies_dir=Path(args.policies) if args.policies else None,
+        trust_source=trust_source,
+        trusted_root=Path(args.trusted_root) if args.trusted_root else None,
+        tuf_mirror=args.tuf_mirror,
+        tuf_root=Path(args.tuf_root) if args.tuf_root else None,
+        sigstore_env=sigstore_env,
+        no_match_policy=NoMatchPolicy(args.no_match_policy),
+        on_error=args.on_error,
+        deadline=args.deadline,
+        allow_http_registry=args.allow_http_registry,
+        registry_mirrors=parse_mirrors(args.registry_mirror),
+        allow_ttl=args.allow_ttl,
+        deny_ttl=args.deny_ttl,
+        signatures_ttl=args.signatures_ttl,
+        digest_ttl=args.digest_ttl,
+        workers=args.workers,
+        log_level=args.log_level,
+        prewarm=args.prewarm,
+        pull_secrets=args.pull_secrets,
+    )
+
+
+def log_level_number(config: ServerConfig) -> int:
+    return int(getattr(logging, config.log_level.upper()))
