@@ -18,6 +18,7 @@ because something went wrong: an unexpected error denies.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -88,8 +89,16 @@ class EngineCaches:
 
     def __init__(self, settings: EngineSettings) -> None:
         self.digests: AsyncCache[str, str] = AsyncCache("digest", max_entries=10_000, ttl=settings.digest_ttl)
+        def signatures_ttl(found: ImageSignatures) -> float:
+            # Only what verified is kept long; "nothing verified" is a deny and is re-checked as
+            # often as a denial is, and a result marred by a registry or Rekor failure is not kept.
+            if found.errors or any(c.infrastructure_failure for c in found.checked):
+                return 0.0
+            verified = any(c.verified is not None for c in found.checked)
+            return settings.signatures_ttl if verified else settings.deny_ttl
+
         self.signatures: AsyncCache[tuple[str, str, bytes | None], ImageSignatures] = AsyncCache(
-            "signatures", max_entries=4_000, ttl=settings.signatures_ttl)
+            "signatures", max_entries=4_000, ttl=signatures_ttl)
 
         def verdict_ttl(decision: ImageDecision) -> float:
             if decision.infrastructure:
@@ -144,19 +153,27 @@ class Engine:
         fetched it, and the kubelet still enforces who may pull.
         """
         policy_set, root = self._policies(), self._trust_root()
-        registry = self._client_for(credentials)
         distinct = list(dict.fromkeys(images))
-        if not distinct:
-            return []
+        keys = {image: (image, namespace, policy_set, root.fingerprint) for image in distinct}
+        # The warm path: cached verdicts are answered without creating a task.
+        known = {image: self.caches.verdicts.peek(key) for image, key in keys.items()}
+        missing = [image for image, decision in known.items() if decision is None]
+        if not missing:
+            return [known[image] for image in distinct]  # type: ignore[misc]
+        registry = self._client_for(credentials)
         tasks = {
             image: asyncio.ensure_future(self.caches.verdicts.get(
-                (image, namespace, policy_set, root.fingerprint),
-                lambda image=image: self._decide_one(image, namespace, policy_set, root, registry)))  # type: ignore[misc]
-            for image in distinct
+                keys[image], functools.partial(self._decide_one, image, namespace, policy_set, root, registry)))
+            for image in missing
         }
         done, _pending = await asyncio.wait(tasks.values(), timeout=self.settings.deadline)
         decisions = []
-        for image, task in tasks.items():
+        for image in distinct:
+            decision = known[image]
+            if decision is not None:
+                decisions.append(decision)
+                continue
+            task = tasks[image]
             if task in done:
                 decisions.append(self._finished(image, task))
             else:

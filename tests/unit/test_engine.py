@@ -147,12 +147,11 @@ async def test_deny_is_rechecked_after_its_ttl(make: Callable[..., Harness]) -> 
     digest = h.fake.put_image(REPO, "v1")
     [first] = await h.decide(f"{HOST}/{REPO}:v1")
     assert first.verdict == "deny"
-    # Signed meanwhile; the signature cache still remembers "unsigned", so clear what a deny must not pin.
+    # Signed meanwhile: neither the verdict nor the "no signatures" result may outlive the deny TTL.
     sig = default_kit().sign_image_legacy(digest, repository=f"{HOST}/{REPO}", identity=SIGNER, issuer=ISSUER)
     layer = {**h.fake.put_blob(sig.payload), "mediaType": SIMPLE_SIGNING, "annotations": dict(sig.annotations)}
     body = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": h.fake.put_blob(b"{}"), "layers": [layer]}
     h.fake.put_manifest(REPO, json.dumps(body).encode(), tag=digest.replace(":", "-") + ".sig")
-    h.engine.caches.signatures.clear()
     [cached] = await h.decide(f"{HOST}/{REPO}:v1")
     assert cached.verdict == "deny"
     await asyncio.sleep(0.1)
