@@ -25,7 +25,7 @@ from webhook.admission.outcome import ImageOutcome, clean
 from webhook.admission.review import GroupVersionKind
 from webhook.admission.workload import UnreadableWorkloadError, distinct_images, is_workload, workload_images
 from webhook.audit import image_record
-from webhook.commands.common import EXIT_OK, EXIT_REJECTED, load_trusted_root, read_file
+from webhook.commands.common import EXIT_OK, EXIT_REJECTED, add_trust_arguments, read_file, trusted_root_from_args
 from webhook.config import DEFAULT_DEADLINE, parse_mirrors
 from webhook.errors import InputError, PolicyError
 from webhook.policy.loader import load_directory
@@ -37,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--filename", dest="manifests", action="append", nargs="+", required=True,
                         metavar="MANIFEST", help="YAML manifest file(s), '-' for stdin (repeatable)")
     parser.add_argument("--policies", required=True, metavar="DIR", help="directory of policy YAML files")
-    parser.add_argument("--trusted-root", metavar="F", help="trusted_root.json (default: the embedded production root)")
+    add_trust_arguments(parser)
     parser.add_argument("--allow-http-registry", action="store_true", help="reach loopback registries over plain HTTP")
     parser.add_argument("--registry-mirror", action="append", default=[], metavar="HOST=URL",
                         help="fetch HOST's images from URL (repeatable)")
@@ -134,7 +134,7 @@ async def decide_all(workloads: list[Workload], args: argparse.Namespace, policy
     from webhook.oci import RegistryClient
     from webhook.rekor import RekorClient
 
-    root = load_trusted_root(args.trusted_root)
+    root = trusted_root_from_args(args)
     settings = EngineSettings(on_error=args.on_error, deadline=args.deadline)
     mirrors = parse_mirrors(args.registry_mirror)
     async with RegistryClient(allow_http=args.allow_http_registry, mirrors=mirrors) as registry, RekorClient() as rekor:
