@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -165,6 +166,10 @@ class _State:
     def _gauges(self) -> dict[str, float]:
         return {
             "trust_root_ready": float(self.trust is not None and self.trust.ready),
+            # Staleness for alerting: a TUF mirror that keeps failing leaves the last good root in force.
+            "trust_root_refresh_failures": float(self.trust.status().consecutive_failures) if self.trust else 0.0,
+            "trust_root_last_refresh_success_seconds": _epoch(self.trust.status().last_refresh_success)
+            if self.trust else 0.0,
             "policies_loaded": float(len(self.policies.result.policies)) if self.policies else 0.0,
             "policy_problems": float(len(self.policies.result.problems)) if self.policies else 0.0,
         }
@@ -329,3 +334,6 @@ def create_app(
     app.add_route("/metrics", metrics, methods=["GET"])
     return app
 
+
+def _epoch(when: datetime | None) -> float:
+    return when.timestamp() if when is not None else 0.0

@@ -294,6 +294,9 @@ async def test_metrics_count_decisions_and_expose_caches(client: httpx.AsyncClie
     assert "signet_verification_duration_seconds_bucket" in text
     assert 'signet_cache_hit_ratio{cache="verdicts"} 0.75' in text
     assert "signet_trust_root_ready 1.0" in text
+    # A static trust root never refreshes: no failures, and no successful refresh time either.
+    assert "signet_trust_root_refresh_failures 0.0" in text
+    assert "signet_trust_root_last_refresh_success_seconds 0.0" in text
 
 
 async def test_two_apps_have_separate_metrics(engine: FakeEngine) -> None:
