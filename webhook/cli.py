@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from webhook import __version__
-from webhook.commands import evaluate, initialize, serve, verify_blob, verify_image
+from webhook.commands import denials, evaluate, initialize, serve, verify_blob, verify_image
 from webhook.commands.common import EXIT_REJECTED, EXIT_USAGE, fail
 from webhook.errors import InfrastructureError, InputError, VerificationError
 
@@ -44,6 +44,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[argparse.Ar
     p = sub.add_parser("evaluate", help="decide workload manifests against policies, offline from the cluster")
     evaluate.configure(p)
     commands["evaluate"] = (p, evaluate.run)
+
+    p = sub.add_parser("denials", help="list recent denials from the cluster's Events or the JSON audit log")
+    denials.configure(p)
+    commands["denials"] = (p, denials.run)
     return parser, commands
 
 
