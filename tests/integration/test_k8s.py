@@ -133,7 +133,7 @@ def test_policies_created_modified_deleted_take_effect(apiserver: FakeApiServer,
     assert "ClusterImagePolicy/listed" in names(store)
 
 
-def test_invalid_policy_is_out_with_its_reason_in_status_and_the_rest_keep_working(
+def test_invalid_policy_is_reported_in_status_and_never_loosens_what_is_in_force(
     apiserver: FakeApiServer, watched: Any
 ) -> None:
     store, _, start = watched
@@ -149,12 +149,13 @@ def test_invalid_policy_is_out_with_its_reason_in_status_and_the_rest_keep_worki
     wait_for(lambda: "status" in apiserver.objects[(CIP, "", "good")])
     assert ready_condition(apiserver, "good")["status"] == "True"
 
-    # A valid policy that becomes invalid leaves the store; fixed, it comes back.
+    # A valid policy edited into an invalid one keeps its last valid version in force (never loosens).
     apiserver.put(CIP, policy("good", valid=False))
-    wait_for(lambda: names(store) == set())
     wait_for(lambda: ready_condition(apiserver, "good")["status"] == "False")
+    assert names(store) == {"ClusterImagePolicy/good"}
+    assert "last valid version stays in force" in ready_condition(apiserver, "good")["message"]
     apiserver.put(CIP, policy("bad"))
-    wait_for(lambda: names(store) == {"ClusterImagePolicy/bad"})
+    wait_for(lambda: names(store) == {"ClusterImagePolicy/good", "ClusterImagePolicy/bad"})
     wait_for(lambda: ready_condition(apiserver, "bad")["status"] == "True")
     assert ready_condition(apiserver, "bad")["observedGeneration"] == 2
 

@@ -256,11 +256,15 @@ class PolicyWatcher:
         try:
             policy = load_object(obj, source="cluster")
         except InvalidPolicyError as exc:
-            _logger.warning("invalid %s, not in force: %s", key, exc)
-            if key in self._owned[kind.kind]:  # never remove a same-named policy from --policies DIR
-                self._owned[kind.kind].discard(key)
-                self._store.remove(key)
-            condition = ReadyCondition(False, str(exc), generation)
+            # An invalid edit must not loosen enforcement (with noMatchPolicy allow, dropping a policy
+            # would admit what it covered): the last valid version, if any, stays in force.
+            if key in self._owned[kind.kind]:
+                _logger.warning("invalid edit of %s ignored, its last valid version stays in force: %s", key, exc)
+                message = f"{exc}; the last valid version stays in force"
+            else:
+                _logger.warning("invalid %s, not in force: %s", key, exc)
+                message = str(exc)
+            condition = ReadyCondition(False, message, generation)
         else:
             self._store.put(policy)
             self._owned[kind.kind].add(key)
