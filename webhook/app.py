@@ -37,6 +37,7 @@ from webhook.admission import (
     MalformedReviewError,
     UnreadableWorkloadError,
     audit_annotations,
+    denial_message,
     denied,
     malformed_body,
     parse_review,
@@ -47,11 +48,13 @@ from webhook.admission import (
     unreadable,
 )
 from webhook.audit import AuditLog
+from webhook.cluster import ClusterIntegration
 from webhook.config import ServerConfig, default_policies
 from webhook.errors import InputError, TrustError
 from webhook.metrics import CONTENT_TYPE, Metrics
+from webhook.oci import CredentialStore
 from webhook.policy.loader import LoadResult, load_directory, load_text
-from webhook.policy.matching import PolicySet
+from webhook.policy.matching import PolicySet, PolicyStore
 from webhook.tls import CertificateReloader
 from webhook.trust.provider import TrustRootProvider
 
@@ -68,7 +71,8 @@ INTERNAL_ERROR: Final = "signet internal error: the object was not checked and i
 class DecisionEngine(Protocol):
     """What the app needs from ``webhook.engine.Engine`` (the seam unit tests fake)."""
 
-    async def decide(self, images: Sequence[str], namespace: str | None) -> list[ImageDecision]: ...
+    async def decide(self, images: Sequence[str], namespace: str | None,
+                     credentials: CredentialStore | None = None) -> list[ImageDecision]: ...
 
     def cache_stats(self) -> dict[str, dict[str, int]]: ...
 
@@ -158,6 +162,9 @@ class _State:
         self.policies = policies
         self.tls = tls
         self.audit = AuditLog()
+        self.store: PolicyStore | None = None
+        """Directory and cluster policies together, when the cluster integration runs."""
+        self.cluster: ClusterIntegration | None = None
         self.metrics = Metrics(self._cache_stats, self._gauges)
 
     def _cache_stats(self) -> dict[str, dict[str, int]]:
@@ -175,12 +182,15 @@ class _State:
         }
 
     def current_policies(self) -> PolicySet:
+        if self.store is not None:
+            return self.store.current
         if self.policies is None:
             raise RuntimeError("policies are not loaded")
         return self.policies.policy_set
 
     def ready(self) -> bool:
-        return self.trust is not None and self.trust.ready and self.policies is not None and self.engine is not None
+        return (self.trust is not None and self.trust.ready and self.policies is not None and self.engine is not None
+                and (self.cluster is None or self.cluster.ready))
 
     # -- deciding ---------------------------------------------------------------------------------
 
@@ -195,7 +205,8 @@ class _State:
             raise RuntimeError("the decision engine is not running")
         started = time.perf_counter()
         distinct = plan.distinct
-        decisions = await self.engine.decide(distinct, review.namespace or None)
+        credentials = await self.cluster.credentials(review) if self.cluster is not None else None
+        decisions = await self.engine.decide(distinct, review.namespace or None, credentials)
         self.metrics.verification.observe(time.perf_counter() - started)
         by_image = {d.image: d for d in decisions}
         missing = [image for image in distinct if image not in by_image]
@@ -235,6 +246,8 @@ class _State:
                                  "internal_error", "internal error", ())
         elapsed = time.perf_counter() - started
         self.metrics.decision(route, decision.result, decision.reason, elapsed)
+        if self.cluster is not None and decision.result == "deny" and decision.outcomes and not review.dry_run:
+            self.cluster.record_denial(review, denial_message(decision.outcomes), decision.outcomes)
         try:
             self.audit.record(review, decision=decision.result, reason=decision.detail, outcomes=decision.outcomes,
                               duration=elapsed, route=route)
@@ -254,6 +267,15 @@ class _State:
         closers: list[Callable[[], Awaitable[None]]] = []
         if self.engine is None:
             self.engine, closers = self._build_engine(self.trust)
+        if self.config.cluster:
+            result = self.policies.result
+            self.store = PolicyStore([*result.cluster_policies, *result.image_policies, *result.trust_roots],
+                                     no_match_policy=self.config.no_match_policy)
+            self.cluster = ClusterIntegration.connect(self.store, kubeconfig=self.config.kubeconfig,
+                                                      pull_secrets=self.config.pull_secrets,
+                                                      prewarm_images=self.config.prewarm)
+            self.cluster.start(self.engine.decide)
+            closers.append(self.cluster.stop)
         tasks: list[asyncio.Task[None]] = []
         if self.tls is not None:
             tasks.append(asyncio.create_task(self.tls.watch(self.config.tls_reload_interval)))
@@ -281,8 +303,13 @@ class _State:
                                   **config.cache_ttls())  # type: ignore[arg-type]
         registry = RegistryClient(allow_http=config.allow_http_registry, mirrors=dict(config.registry_mirrors))
         rekor = RekorClient()
+
+        def registry_for(credentials: CredentialStore) -> RegistryClient:
+            return RegistryClient(credentials=credentials, allow_http=config.allow_http_registry,
+                                  mirrors=dict(config.registry_mirrors))
+
         engine = Engine(policies=self.current_policies, trust_root=lambda: trust.current, registry=registry,
-                        rekor=rekor, settings=settings)
+                        rekor=rekor, settings=settings, registry_for=registry_for)
         return engine, [registry.aclose, rekor.aclose]
 
 

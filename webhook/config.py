@@ -66,6 +66,9 @@ class ServerConfig:
     log_level: str = "info"
     prewarm: bool = False
     pull_secrets: bool = False
+    cluster: bool = False
+    """Watch policy CRDs, record Events, and (when asked) read pull secrets through the Kubernetes API."""
+    kubeconfig: Path | None = None
 
     @property
     def tls(self) -> bool:
@@ -110,9 +113,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--digest-ttl", type=float, metavar="SECONDS", help="how long a tag's digest is cached")
     parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     parser.add_argument("--log-level", choices=_LOG_LEVELS, default="info", help="log level (default info)")
-    parser.add_argument("--prewarm", action="store_true", help="verify running pods' images at start (not active yet)")
+    parser.add_argument("--cluster", choices=("auto", "on", "off"), default="auto",
+                        help="watch policy CRDs and record denial Events in the cluster "
+                             "(auto: when running in a pod or given --kubeconfig)")
+    parser.add_argument("--kubeconfig", metavar="F", help="kubeconfig for the cluster (default: in-cluster)")
+    parser.add_argument("--prewarm", action="store_true", help="verify running pods' images at start (needs a cluster)")
     parser.add_argument("--pull-secrets", action="store_true",
-                        help="use workloads' imagePullSecrets (not active yet)")
+                        help="use workloads' and service accounts' imagePullSecrets (needs a cluster)")
 
 
 def parse_mirrors(values: list[str]) -> dict[str, str]:
@@ -148,6 +155,11 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
     _positive(args.signatures_ttl, "--signatures-ttl")
     _positive(args.digest_ttl, "--digest-ttl")
     sigstore_env = {k: env[k] for k in SIGSTORE_ENV if env.get(k)}
+    # A pod always has KUBERNETES_SERVICE_HOST; elsewhere the cluster is opt-in through a kubeconfig.
+    cluster = args.cluster == "on" or (args.cluster == "auto" and (bool(env.get("KUBERNETES_SERVICE_HOST"))
+                                                                    or bool(args.kubeconfig)))
+    if (args.pull_secrets or args.prewarm) and not cluster:
+        raise InputError("--pull-secrets and --prewarm need the cluster (run in a pod, or give --kubeconfig)")
     trust_source: TrustSource = "tuf"
     if args.trusted_root:
         trust_source = "file"
@@ -177,6 +189,8 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
         log_level=args.log_level,
         prewarm=args.prewarm,
         pull_secrets=args.pull_secrets,
+        cluster=cluster,
+        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
     )
 
 

@@ -73,9 +73,6 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not args.verbose:
         logging.getLogger("webhook").setLevel(log_level_number(config))
     configure_audit_handler(sys.stdout)
-    for flag, enabled in (("--prewarm", config.prewarm), ("--pull-secrets", config.pull_secrets)):
-        if enabled:
-            _logger.warning("%s is accepted but not active yet in this version of signet", flag)
 
     trust = build_trust(config)
     policies = load_policies(config)

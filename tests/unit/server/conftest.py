@@ -13,6 +13,7 @@ from webhook.admission.outcome import ImageOutcome
 from webhook.app import LoadedPolicies, create_app
 from webhook.config import ServerConfig
 from webhook.engine import ImageDecision
+from webhook.oci import CredentialStore
 from webhook.policy.loader import LoadResult
 from webhook.policy.matching import PolicySet
 from webhook.trust.embedded import production_trusted_root
@@ -49,7 +50,8 @@ class FakeEngine:
     drop: bool = False  # answer for no image at all (an engine bug)
     closed: bool = False
 
-    async def decide(self, images: Sequence[str], namespace: str | None) -> list[ImageDecision]:
+    async def decide(self, images: Sequence[str], namespace: str | None,
+                     credentials: CredentialStore | None = None) -> list[ImageDecision]:
         self.calls.append((tuple(images), namespace))
         if self.fail is not None:
             raise self.fail

@@ -34,12 +34,24 @@ def test_defaults_are_local_and_embedded() -> None:
     assert config.no_match_policy is NoMatchPolicy.DENY and config.on_error == "deny" and config.deadline == 8.0
 
 
+IN_A_POD = {"KUBERNETES_SERVICE_HOST": "kubernetes.default.svc"}
+
+
 def test_every_flag_the_chart_passes_is_accepted() -> None:
-    config = parse(*CHART_ARGS)
+    config = parse(*CHART_ARGS, env=IN_A_POD)
     assert config.host == "0.0.0.0" and config.tls_cert == Path("/etc/signet/tls/tls.crt")
     assert config.policies_dir == Path("/etc/signet/policies") and config.no_match_policy is NoMatchPolicy.WARN
     assert config.on_error == "allow" and config.tuf_mirror == "https://tuf.example"
-    assert config.allow_http_registry and config.prewarm and config.pull_secrets
+    assert config.allow_http_registry and config.prewarm and config.pull_secrets and config.cluster
+
+
+def test_cluster_is_on_in_a_pod_or_with_a_kubeconfig_and_needed_by_pull_secrets() -> None:
+    assert not parse("serve").cluster
+    assert parse("serve", env=IN_A_POD).cluster
+    assert parse("serve", "--kubeconfig", "/k").cluster
+    assert not parse("serve", "--cluster", "off", env=IN_A_POD).cluster
+    with pytest.raises(InputError, match=r"--pull-secrets and --prewarm need the cluster"):
+        parse("serve", "--pull-secrets")
 
 
 def test_chart_template_flags_are_known_to_serve() -> None:

@@ -1,0 +1,105 @@
+"""The server's Kubernetes side, in one place: policy CRD watch, pull secrets, denial Events, pre-warm.
+
+Active when Signet runs in a cluster (or is given a kubeconfig). Everything here uses the
+synchronous official client from daemon threads or ``asyncio.to_thread``, never on the event loop,
+and nothing here can make an admission fail: a broken Event or secret read is logged and the
+decision stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from webhook.admission import AdmissionReview, ImageOutcome
+from webhook.admission.workload import pod_spec_path
+from webhook.k8s import EventRecorder, PolicyWatcher, PullSecrets, load_api_client, prewarm
+from webhook.oci import CredentialStore
+from webhook.policy.matching import PolicyStore
+
+_logger = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def own_namespace() -> str:
+    """The namespace this pod runs in (Events about cluster-scoped objects go there)."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def _pod_spec(review: AdmissionReview) -> Mapping[str, Any] | None:
+    path = pod_spec_path(review.kind)
+    node: Any = review.obj
+    for part in path or ():
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node if path is not None and isinstance(node, Mapping) else None
+
+
+class ClusterIntegration:
+    """Watches policies into ``store``; optionally resolves pull secrets and pre-warms caches."""
+
+    def __init__(self, api_client: Any, store: PolicyStore, *, pull_secrets: bool, prewarm_images: bool,
+                 namespace: str) -> None:
+        self._api = api_client
+        self._watcher = PolicyWatcher(api_client, store, on_change=lambda: None)
+        self._secrets = PullSecrets(api_client, own_namespace=namespace) if pull_secrets else None
+        self._events = EventRecorder(api_client, namespace_default=namespace)
+        self._prewarm = prewarm_images
+        self._task: asyncio.Task[object] | None = None
+
+    @classmethod
+    def connect(cls, store: PolicyStore, *, kubeconfig: Path | None, pull_secrets: bool,
+                prewarm_images: bool) -> ClusterIntegration:
+        """Load in-cluster config (or ``kubeconfig``); InputError when neither is available."""
+        api = load_api_client(str(kubeconfig) if kubeconfig else None)
+        return cls(api, store, pull_secrets=pull_secrets, prewarm_images=prewarm_images, namespace=own_namespace())
+
+    @property
+    def ready(self) -> bool:
+        """The first list of every policy kind is in (until then, cluster policies may be missing)."""
+        return self._watcher.ready
+
+    def start(self, decide: Callable[[list[str], str], Awaitable[object]]) -> None:
+        self._watcher.start()
+        if self._prewarm:
+            self._task = asyncio.ensure_future(self._run_prewarm(decide))
+
+    async def _run_prewarm(self, decide: Callable[[list[str], str], Awaitable[object]]) -> None:
+        await asyncio.to_thread(self._watcher.wait_ready, 30.0)
+        result = await prewarm(self._api, decide)
+        _logger.info("pre-warmed %d images in %d namespaces (%d failures)", result.images, result.namespaces,
+                     result.failures)
+
+    async def credentials(self, review: AdmissionReview) -> CredentialStore | None:
+        """The workload's pull-secret credentials, or None (feature off, no pod spec, or a read failure)."""
+        spec = _pod_spec(review)
+        if self._secrets is None or spec is None or not review.namespace:
+            return None
+        try:
+            return await self._secrets.credentials_for_async(review.namespace, spec)
+        except Exception:  # a secret we cannot read must not stop the decision: it proceeds anonymously
+            _logger.exception("cannot read pull secrets for %s/%s", review.namespace, review.name)
+            return None
+
+    def record_denial(self, review: AdmissionReview, message: str, outcomes: Sequence[ImageOutcome]) -> None:
+        """An ``ImageDenied`` Event on the object, queued off the admission path."""
+        metadata = review.obj.get("metadata") if isinstance(review.obj, Mapping) else None
+        uid = metadata.get("uid") if isinstance(metadata, Mapping) else None
+        api_version = review.obj.get("apiVersion") if isinstance(review.obj, Mapping) else None
+        self._events.denied(review.kind.kind, review.name, review.namespace or None,
+                            uid if isinstance(uid, str) else None, message,
+                            api_version=api_version if isinstance(api_version, str) else None,
+                            user=review.user.username, images=outcomes)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.to_thread(self._watcher.stop)
+        await asyncio.to_thread(self._events.stop)
