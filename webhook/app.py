@@ -188,6 +188,12 @@ class _State:
             raise RuntimeError("policies are not loaded")
         return self.policies.policy_set
 
+    async def secret_key(self, namespace: str | None, name: str) -> str:
+        """A ``key.secretRef`` public key, read through the cluster integration."""
+        if self.cluster is None:
+            raise RuntimeError("not connected to a cluster (run in a pod, or give --kubeconfig)")
+        return await self.cluster.public_key(namespace, name)
+
     def ready(self) -> bool:
         return (self.trust is not None and self.trust.ready and self.policies is not None and self.engine is not None
                 and (self.cluster is None or self.cluster.ready))
@@ -309,7 +315,7 @@ class _State:
                                   mirrors=dict(config.registry_mirrors))
 
         engine = Engine(policies=self.current_policies, trust_root=lambda: trust.current, registry=registry,
-                        rekor=rekor, settings=settings, registry_for=registry_for)
+                        rekor=rekor, settings=settings, registry_for=registry_for, secret_key=self.secret_key)
         return engine, [registry.aclose, rekor.aclose]
 
 

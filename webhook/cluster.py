@@ -48,7 +48,10 @@ class ClusterIntegration:
                  namespace: str) -> None:
         self._api = api_client
         self._watcher = PolicyWatcher(api_client, store, on_change=lambda: None)
-        self._secrets = PullSecrets(api_client, own_namespace=namespace) if pull_secrets else None
+        # One reader for both uses; pull-secret credentials only when asked (the chart grants
+        # reading secrets only then, and key.secretRef needs the same permission).
+        self._secrets = PullSecrets(api_client, own_namespace=namespace)
+        self._pull_secrets = pull_secrets
         self._events = EventRecorder(api_client, namespace_default=namespace)
         self._prewarm = prewarm_images
         self._task: asyncio.Task[object] | None = None
@@ -79,13 +82,17 @@ class ClusterIntegration:
     async def credentials(self, review: AdmissionReview) -> CredentialStore | None:
         """The workload's pull-secret credentials, or None (feature off, no pod spec, or a read failure)."""
         spec = _pod_spec(review)
-        if self._secrets is None or spec is None or not review.namespace:
+        if not self._pull_secrets or spec is None or not review.namespace:
             return None
         try:
             return await self._secrets.credentials_for_async(review.namespace, spec)
         except Exception:  # a secret we cannot read must not stop the decision: it proceeds anonymously
             _logger.exception("cannot read pull secrets for %s/%s", review.namespace, review.name)
             return None
+
+    async def public_key(self, namespace: str | None, name: str) -> str:
+        """The PEM public key a ``key.secretRef`` names (namespace None: Signet's own)."""
+        return await self._secrets.public_key_async(namespace, name)
 
     def record_denial(self, review: AdmissionReview, message: str, outcomes: Sequence[ImageOutcome]) -> None:
         """An ``ImageDenied`` Event on the object, queued off the admission path."""

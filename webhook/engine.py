@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -84,6 +84,15 @@ class _Result:
     log_index: int | None = None
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What one decision works with: the policy snapshot, default trust root and registry client."""
+
+    policy_set: PolicySet
+    root: TrustedRoot
+    registry: RegistryClient
+
+
 class EngineCaches:
     """The caches of §6 that belong to decisions (registry tokens live in the registry client)."""
 
@@ -127,6 +136,7 @@ class Engine:
         settings: EngineSettings | None = None,
         caches: EngineCaches | None = None,
         registry_for: Callable[[CredentialStore], RegistryClient] | None = None,
+        secret_key: Callable[[str | None, str], Awaitable[str]] | None = None,
     ) -> None:
         """``registry_for`` makes a client for a workload's pull-secret credentials (see ``decide``)."""
         self._policies = policies
@@ -139,6 +149,7 @@ class Engine:
         self._keys: dict[str, PublicKey] = {}
         self._background: set[asyncio.Task[object]] = set()
         self._registry_for = registry_for
+        self._secret_key = secret_key
         # One client per distinct credential set: tokens got with one set must never serve another.
         self._credentialed: OrderedDict[str, RegistryClient] = OrderedDict()
 
@@ -252,8 +263,8 @@ class Engine:
         pinned = ref.with_digest(digest)
 
         # 4-5. every policy, concurrently; each caches its signature checks per trust root and key.
-        results = await asyncio.gather(*(self._policy(p, pinned, policy_set, root, registry)
-                                         for p in selection.policies))
+        context = _Context(policy_set, root, registry)
+        results = await asyncio.gather(*(self._policy(p, pinned, context) for p in selection.policies))
         return self._combine(image, digest, selection.policies, results)
 
     def _combine(self, image: str, digest: str, policies: Sequence[Policy],
@@ -326,13 +337,12 @@ class Engine:
 
     # -- policies and authorities -----------------------------------------------------------------
 
-    async def _policy(self, policy: Policy, ref: ImageReference, policy_set: PolicySet,
-                      root: TrustedRoot, registry: RegistryClient) -> _Result:
+    async def _policy(self, policy: Policy, ref: ImageReference, context: _Context) -> _Result:
         """OR across the policy's authorities: the first that passes, else every reason."""
         failures: list[_Result] = []
         for authority in policy.spec.authorities:
             try:
-                result = await self._authority(authority, ref, policy_set, root, registry)
+                result = await self._authority(authority, policy, ref, context)
             except InfrastructureError as exc:
                 result = _Result(False, exc.reason, authority.name, infrastructure=True)
             except SignetError as exc:
@@ -345,25 +355,37 @@ class Engine:
         return _Result(False, reason, closest.authority, infrastructure=any(r.infrastructure for r in failures),
                        signer=closest.signer, issuer=closest.issuer, log_index=closest.log_index)
 
-    async def _authority(self, authority: Authority, ref: ImageReference, policy_set: PolicySet,
-                         root: TrustedRoot, registry: RegistryClient) -> _Result:
+    async def _authority(self, authority: Authority, policy: Policy, ref: ImageReference,
+                         context: _Context) -> _Result:
         if authority.static is not None:
             passed = authority.static.action == "pass"
             message = authority.static.message or ("static pass" if passed else "static fail")
             return _Result(passed, message, authority.name)
         if authority.key is not None:
-            if authority.key.data is None:
-                raise VerificationError("key authorities with secretRef need the cluster integration, "
-                                        "which is not running", step="policy")
-            key = self._key(authority.key.data)
-            signatures = await self._signatures(ref, root, key, registry)
+            key = self._key(authority.key.data if authority.key.data is not None
+                            else await self._key_from_secret(authority, policy.metadata.namespace))
+            signatures = await self._signatures(ref, context.root, key, context.registry)
             return _verdict(authority.name, signatures, None)
         assert authority.keyless is not None
         keyless = authority.keyless
-        keyless_root = await self._named_trust_root(keyless.trust_root_ref, policy_set) \
-            if keyless.trust_root_ref else root
-        signatures = await self._signatures(ref, keyless_root, None, registry)
+        keyless_root = await self._named_trust_root(keyless.trust_root_ref, context.policy_set) \
+            if keyless.trust_root_ref else context.root
+        signatures = await self._signatures(ref, keyless_root, None, context.registry)
         return _verdict(authority.name, signatures, _identity_policy(authority))
+
+    async def _key_from_secret(self, authority: Authority, policy_namespace: str | None) -> str:
+        """The PEM in the authority's ``key.secretRef``; a Secret that cannot be read fails closed."""
+        assert authority.key is not None and authority.key.secret_ref is not None
+        ref = authority.key.secret_ref
+        namespace = ref.namespace or policy_namespace  # None: Signet's own namespace
+        where = f"Secret {namespace or '(signet namespace)'}/{ref.name}"
+        if self._secret_key is None:
+            raise VerificationError(f"the key in {where} needs the cluster integration, which is not running",
+                                    step="policy")
+        try:
+            return await self._secret_key(namespace, ref.name)
+        except Exception as exc:  # never the secret's content: readers raise with names only
+            raise VerificationError(f"cannot read the public key in {where}: {exc}", step="policy") from exc
 
     def _key(self, pem: str) -> PublicKey:
         key = self._keys.get(pem)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -60,7 +60,8 @@ async def engine_harness() -> AsyncIterator[Callable[..., Harness]]:
 
     def build(policy_set: PolicySet, *, fake: FakeRegistry | None = None, on_error: OnError = "deny",
               deadline: float = 5.0, deny_ttl: float = 30.0, transport: httpx.AsyncBaseTransport | None = None,
-              trust_root: TrustedRoot | None = None) -> Harness:
+              trust_root: TrustedRoot | None = None,
+              secret_key: Callable[[str | None, str], Awaitable[str]] | None = None) -> Harness:
         fake = fake or FakeRegistry()
         client = RegistryClient(transport=transport or fake.transport(),
                                 limits=RegistryLimits(read_timeout=0.5, operation_timeout=1.0))
@@ -72,7 +73,7 @@ async def engine_harness() -> AsyncIterator[Callable[..., Harness]]:
             return RegistryClient(transport=transport or fake.transport(), credentials=credentials)
 
         engine = Engine(policies=lambda: policy_set, trust_root=lambda: default_root, registry=client,
-                        settings=settings, registry_for=registry_for)
+                        settings=settings, registry_for=registry_for, secret_key=secret_key)
         engines.append(engine)
         return Harness(fake, policy_set, client, engine)
 

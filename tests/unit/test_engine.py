@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.sigstore_kit import default_kit
 from tests.unit.engine_harness import ISSUER, REPO, SIGNER, Harness, policies, policy_yaml, push_signed
@@ -196,3 +198,45 @@ async def test_pull_secret_credentials_reach_a_private_registry(make: Callable[.
     [with_secret] = await h.decide(f"{HOST}/{REPO}:v1", credentials=secret)
     assert with_secret.verdict == "allow", with_secret.reason
     assert "s3cret" not in with_secret.reason + without.reason
+
+
+def key_policy(secret: str, namespace_field: str = "") -> str:
+    return (f"apiVersion: policy.signet.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {{name: keyed}}\n"
+            f"spec:\n  images: [{{glob: '{HOST}/**'}}]\n  authorities:\n"
+            f"    - name: release-key\n      key:\n        secretRef: {{name: {secret}{namespace_field}}}\n")
+
+
+def push_keyed(fake: FakeRegistry, private_key: ec.EllipticCurvePrivateKey) -> None:
+    digest = fake.put_image(REPO, "v1")
+    sig = default_kit().sign_image_legacy(digest, repository=f"{HOST}/{REPO}", key=private_key, tlog=False)
+    layer = {**fake.put_blob(sig.payload), "mediaType": SIMPLE_SIGNING, "annotations": dict(sig.annotations)}
+    body = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": fake.put_blob(b"{}"), "layers": [layer]}
+    fake.put_manifest(REPO, json.dumps(body).encode(), tag=digest.replace(":", "-") + ".sig")
+
+
+async def test_key_from_a_secret_verifies_and_an_unreadable_secret_denies(make: Callable[..., Harness]) -> None:
+    private_key = ec.generate_private_key(ec.SECP256R1())
+    pem = private_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    asked: list[tuple[str | None, str]] = []
+
+    async def secret_key(namespace: str | None, name: str) -> str:
+        asked.append((namespace, name))
+        if name != "release-key":
+            raise LookupError(f"Secret {name} not found")
+        return pem
+
+    h = make(policies(key_policy("release-key", ", namespace: signet-keys")), secret_key=secret_key)
+    push_keyed(h.fake, private_key)
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "allow", outcome.reason
+    assert asked == [("signet-keys", "release-key")]
+
+    missing = make(policies(key_policy("gone")), fake=h.fake, secret_key=secret_key)
+    [outcome] = await missing.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "deny"
+    assert "cannot read the public key in Secret (signet namespace)/gone" in outcome.reason
+
+    offline = make(policies(key_policy("release-key")), fake=h.fake)
+    [outcome] = await offline.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "deny" and "needs the cluster integration" in outcome.reason
