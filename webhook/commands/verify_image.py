@@ -14,7 +14,7 @@ from typing import Any
 
 from webhook.commands.common import EXIT_OK, EXIT_REJECTED, load_key, trusted_root_from_args
 from webhook.commands.verify_blob import add_identity_arguments, identity_from_args
-from webhook.errors import InputError
+from webhook.config import parse_mirrors
 from webhook.imageverify import LAYOUT_BUNDLE, ImageVerification, RekorLookup, SignatureOutcome, verify_image
 from webhook.oci.client import RegistryClient
 from webhook.oci.reference import ImageReference, parse_reference
@@ -38,16 +38,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", choices=("text", "json"), default="text", help="output format")
 
 
-def _mirrors(values: list[str]) -> dict[str, str]:
-    mirrors: dict[str, str] = {}
-    for value in values:
-        host, sep, url = value.partition("=")
-        if not sep or not host or not url:
-            raise InputError(f"--registry-mirror {value!r}: expected HOST=URL")
-        mirrors[host] = url
-    return mirrors
-
-
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     policy = identity_from_args(parser, args)
     key = load_key(args.key) if args.key else None
@@ -65,7 +55,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 async def _verify(ref: ImageReference, *, args: argparse.Namespace, policy: Policy | None, key: PublicKey | None,
                   verifier: Verifier, rekor_url: str | None) -> ImageVerification:
-    mirrors = _mirrors(args.registry_mirror)
+    mirrors = parse_mirrors(args.registry_mirror)
     async with RegistryClient(allow_http=args.allow_http_registry, mirrors=mirrors) as client, RekorClient() as rk:
         rekor = RekorLookup(rk, rekor_url) if rekor_url else None
         return await verify_image(ref, registry_client=client, verifier=verifier, policy=policy, key=key,
