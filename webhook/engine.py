@@ -33,12 +33,13 @@ from webhook.errors import InfrastructureError, InputError, SignetError, Verific
 from webhook.imageverify import ImageSignatures, RekorLookup, check_image
 from webhook.oci import CredentialStore, ImageReference, RegistryClient, parse_reference
 from webhook.policy.matching import PolicySet
-from webhook.policy.models import Authority, Mode, NoMatchPolicy, Policy
+from webhook.policy.models import Authority, Mode, MultiArch, NoMatchPolicy, Policy
 from webhook.rekor import RekorClient, rekor_v1_url
 from webhook.trust.crd_roots import trusted_root_from_spec
 from webhook.verify.identity import AllOf, AnyOf, ExtensionClaims, Identity
 from webhook.verify.identity import Policy as IdentityPolicy
 from webhook.verify.keys import PublicKey, load_pem_public_key, spki_sha256
+from webhook.verify.result import VerifiedSignature
 from webhook.verify.trustroot import TrustedRoot
 from webhook.verify.verifier import Verifier
 
@@ -339,6 +340,9 @@ class Engine:
 
     async def _policy(self, policy: Policy, ref: ImageReference, context: _Context) -> _Result:
         """OR across the policy's authorities: the first that passes, else every reason."""
+        if policy.spec.multi_arch is MultiArch.EVERY_PLATFORM:
+            # Checking only the referenced digest would admit what this policy means to refuse.
+            return _Result(False, f"multiArch {MultiArch.EVERY_PLATFORM} {_UNSUPPORTED}", None)
         failures: list[_Result] = []
         for authority in policy.spec.authorities:
             try:
@@ -361,17 +365,20 @@ class Engine:
             passed = authority.static.action == "pass"
             message = authority.static.message or ("static pass" if passed else "static fail")
             return _Result(passed, message, authority.name)
+        unsupported = _unsupported_requirement(authority)
+        if unsupported:
+            return _Result(False, f"{unsupported} {_UNSUPPORTED}", authority.name)
         if authority.key is not None:
             key = self._key(authority.key.data if authority.key.data is not None
                             else await self._key_from_secret(authority, policy.metadata.namespace))
             signatures = await self._signatures(ref, context.root, key, context.registry)
-            return _verdict(authority.name, signatures, None)
+            return _verdict(authority.name, signatures, None, *_log_requirement(authority))
         assert authority.keyless is not None
         keyless = authority.keyless
         keyless_root = await self._named_trust_root(keyless.trust_root_ref, context.policy_set) \
             if keyless.trust_root_ref else context.root
         signatures = await self._signatures(ref, keyless_root, None, context.registry)
-        return _verdict(authority.name, signatures, _identity_policy(authority))
+        return _verdict(authority.name, signatures, _identity_policy(authority), *_log_requirement(authority))
 
     async def _key_from_secret(self, authority: Authority, policy_namespace: str | None) -> str:
         """The PEM in the authority's ``key.secretRef``; a Secret that cannot be read fails closed."""
@@ -394,6 +401,36 @@ class Engine:
         return key
 
 
+_UNSUPPORTED = "is not supported by this version of signet; the requirement fails closed"
+
+
+def _unsupported_requirement(authority: Authority) -> str | None:
+    """A requirement the engine cannot enforce yet: ignoring it would accept more than asked."""
+    keyless = authority.keyless
+    if keyless is not None and keyless.ctlog is not None:
+        return "selecting a certificate transparency log (keyless.ctlog)"
+    rekor = keyless.rekor if keyless is not None else (authority.key.rekor if authority.key is not None else None)
+    own_root = keyless.trust_root_ref if keyless is not None else None
+    if rekor is not None and rekor.trust_root_ref is not None and rekor.trust_root_ref != own_root:
+        return "a Rekor trustRootRef different from the authority's"
+    return None
+
+
+def _log_requirement(authority: Authority) -> tuple[bool, str | None]:
+    """(a log entry is required, from this Rekor URL or any of the trust root's logs)."""
+    rekor = authority.keyless.rekor if authority.keyless is not None else (
+        authority.key.rekor if authority.key is not None else None)
+    if rekor is None:
+        return authority.keyless is not None, None  # keyless signatures are always logged
+    return True, rekor.url.rstrip("/") if rekor.url else None
+
+
+def _logged_as_required(verified: VerifiedSignature, required: bool, url: str | None) -> bool:
+    if not required:
+        return True
+    return any(url is None or proof.log_url.rstrip("/") == url for proof in verified.log_proofs)
+
+
 def _identity_policy(authority: Authority) -> IdentityPolicy:
     assert authority.keyless is not None
     identities: list[IdentityPolicy] = [
@@ -406,10 +443,17 @@ def _identity_policy(authority: Authority) -> IdentityPolicy:
     return policy
 
 
-def _verdict(name: str, signatures: ImageSignatures, policy: IdentityPolicy | None) -> _Result:
+def _verdict(name: str, signatures: ImageSignatures, policy: IdentityPolicy | None, log_required: bool = False,
+             log_url: str | None = None) -> _Result:
     verification = signatures.evaluate(policy)
-    if verification.ok:
-        verified = verification.satisfied[0]
+    accepted = [v for v in verification.satisfied if _logged_as_required(v, log_required, log_url)]
+    if verification.ok and not accepted:
+        signer = verification.satisfied[0].signer
+        where = f"in the Rekor log {log_url}" if log_url else "in a transparency log"
+        return _Result(False, f"signed as required but not recorded {where}", name,
+                       signer=signer.subject if signer else None, issuer=signer.issuer if signer else None)
+    if accepted:
+        verified = accepted[0]
         signer = verified.signer
         return _Result(True, "verified", name, signer=signer.subject if signer else "(public key)",
                        issuer=signer.issuer if signer else None, log_index=verified.log_index)

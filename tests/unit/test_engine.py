@@ -240,3 +240,45 @@ async def test_key_from_a_secret_verifies_and_an_unreadable_secret_denies(make: 
     offline = make(policies(key_policy("release-key")), fake=h.fake)
     [outcome] = await offline.decide(f"{HOST}/{REPO}:v1")
     assert outcome.verdict == "deny" and "needs the cluster integration" in outcome.reason
+
+
+@pytest.mark.parametrize(("url", "verdict"), [("https://rekor.example", "allow"),
+                                              ("https://rekor.other.example", "deny")])
+async def test_rekor_selection_requires_an_entry_in_that_log(make: Callable[..., Harness], url: str,
+                                                             verdict: str) -> None:
+    text = policy_yaml().replace("        identities:", f"        rekor: {{url: '{url}'}}\n        identities:")
+    h = make(policies(text))
+    push_signed(h.fake, default_kit())
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == verdict, outcome.reason
+    if verdict == "deny":
+        assert f"not recorded in the Rekor log {url}" in outcome.reason and outcome.signer == SIGNER
+
+
+async def test_key_rekor_requires_a_log_entry_for_key_signatures(make: Callable[..., Harness]) -> None:
+    private_key = ec.generate_private_key(ec.SECP256R1())
+    pem = private_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    indented = "\n".join("          " + line for line in pem.strip().splitlines())
+    text = (f"apiVersion: policy.signet.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {{name: keyed}}\n"
+            f"spec:\n  images: [{{glob: '{HOST}/**'}}]\n  authorities:\n    - name: release-key\n      key:\n"
+            f"        data: |\n{indented}\n")
+    h = make(policies(text))
+    push_keyed(h.fake, private_key)  # signed without a transparency log entry
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "allow", outcome.reason
+    logged = make(policies(text.replace("      key:\n", "      key:\n        rekor: {}\n")), fake=h.fake)
+    [outcome] = await logged.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "deny" and "not recorded in a transparency log" in outcome.reason
+
+
+@pytest.mark.parametrize(("edit", "phrase"), [
+    (("  mode: enforce\n", "  mode: enforce\n  multiArch: everyPlatform\n"), "multiArch everyPlatform"),
+    (("        identities:", "        ctlog: {url: 'https://ct.example'}\n        identities:"), "keyless.ctlog"),
+])
+async def test_requirements_that_cannot_be_enforced_fail_closed(make: Callable[..., Harness], edit: tuple[str, str],
+                                                                phrase: str) -> None:
+    h = make(policies(policy_yaml().replace(*edit)))
+    push_signed(h.fake, default_kit())
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "deny" and phrase in outcome.reason and "fails closed" in outcome.reason
