@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -95,7 +94,8 @@ def bcrypt_hash(password: str) -> str:
     if exe:
         out = subprocess.run([exe, "-nbB", "-C", "4", "u", password], capture_output=True, text=True, check=True)
         return out.stdout.strip().split(":", 1)[1]
-    pytest.skip("cannot make a bcrypt htpasswd: install the `bcrypt` package or apache2-utils")
+    # The test command installs bcrypt: a missing one is a broken set-up, not a reason to skip.
+    raise RuntimeError("cannot make a bcrypt htpasswd: install the `bcrypt` package or apache2-utils")
 
 
 # --- token auth -------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ class LocalRegistry:
     ) -> None:
         exe = shutil.which("docker-registry")
         if exe is None:
-            pytest.skip("Debian's docker-registry is not installed (apt-get install docker-registry)")
+            raise RuntimeError("Debian's docker-registry is not installed (scripts/test installs it)")
         self.workdir = workdir
         self.host = f"127.0.0.1:{free_port()}"
         self.url = f"http://{self.host}"

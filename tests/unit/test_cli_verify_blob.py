@@ -212,7 +212,6 @@ def test_missing_bundle_flag(files: Files, capsys: pytest.CaptureFixture[str]) -
     assert "--bundle" in err
 
 
-@pytest.mark.skipif(not SIGNET.exists(), reason=f"{SIGNET} is not installed (pip install -e .)")
 def test_installed_entry_point(files: Files) -> None:
     common = [str(SIGNET), "verify-blob", str(files.artifact), "--bundle", str(files.bundle),
               "--trusted-root", str(files.trusted_root)]

@@ -92,14 +92,15 @@ def test_old_format_root_is_rejected_as_unparseable(
         client.refresh()
 
 
-def test_real_clock_fails_as_expired(sigstore_mirror: LocalServer, sigstore_repo: Path, tmp_path: Path) -> None:
-    if datetime.now(UTC) < datetime(2026, 8, 28, 19, 26, tzinfo=UTC):
-        pytest.skip("the fixture repository has not expired yet on this machine's clock")
-    client = TufClient(
-        sigstore_mirror.url, bootstrap_root=(sigstore_repo / "5.root.json").read_bytes(), cache_dir=tmp_path
-    )
-    with pytest.raises(TrustError, match=r"^TUF metadata expired: (root|timestamp) expired at 2026-"):
-        client.refresh()
+def test_after_expiry_refresh_fails_as_expired(sigstore_mirror: LocalServer, sigstore_repo: Path,
+                                               tmp_path: Path) -> None:
+    # After the timestamp's expiry (2026-08-28), as any real clock now is; frozen so it always runs.
+    with time_machine.travel(datetime(2026, 9, 15, 12, tzinfo=UTC), tick=False):
+        client = TufClient(
+            sigstore_mirror.url, bootstrap_root=(sigstore_repo / "5.root.json").read_bytes(), cache_dir=tmp_path
+        )
+        with pytest.raises(TrustError, match=r"^TUF metadata expired: timestamp expired at 2026-08-28"):
+            client.refresh()
 
 
 @pytest.mark.usefixtures("frozen_clock")
