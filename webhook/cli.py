@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 from webhook import __version__
 from webhook.commands import denials, evaluate, initialize, serve, verify_blob, verify_image
@@ -17,37 +18,29 @@ from webhook.errors import InfrastructureError, InputError, VerificationError
 
 Runner = Callable[[argparse.ArgumentParser, argparse.Namespace], int]
 
+# Each command module offers configure(parser) and run(parser, args) -> exit code.
+COMMANDS: tuple[tuple[str, ModuleType, str], ...] = (
+    ("verify-blob", verify_blob, "verify a Sigstore bundle over a file or digest"),
+    ("verify", verify_image, "verify the signatures of an image in its registry, like cosign verify"),
+    ("initialize", initialize, "fetch and cache the trust root through TUF"),
+    ("serve", serve, "run the admission webhook server"),
+    ("evaluate", evaluate, "decide workload manifests against policies, offline from the cluster"),
+    ("denials", denials, "list recent denials from the cluster's Events or the JSON audit log"),
+)
+
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, tuple[argparse.ArgumentParser, Runner]]]:
-    parser = argparse.ArgumentParser(prog="signet", description="Verify Sigstore signatures of images and blobs.")
+    parser = argparse.ArgumentParser(
+        prog="signet", description="Admit only Sigstore-signed images: admission webhook and verification tools.")
     parser.add_argument("--version", action="version", version=f"signet {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands: dict[str, tuple[argparse.ArgumentParser, Runner]] = {}
 
-    p = sub.add_parser("verify-blob", help="verify a Sigstore bundle over a file or digest")
-    verify_blob.configure(p)
-    commands["verify-blob"] = (p, verify_blob.run)
-
-    p = sub.add_parser("verify", help="verify the signatures of an image in its registry, like cosign verify")
-    verify_image.configure(p)
-    commands["verify"] = (p, verify_image.run)
-
-    p = sub.add_parser("initialize", help="fetch and cache the trust root through TUF")
-    initialize.configure(p)
-    commands["initialize"] = (p, initialize.run)
-
-    p = sub.add_parser("serve", help="run the admission webhook server")
-    serve.configure(p)
-    commands["serve"] = (p, serve.run)
-
-    p = sub.add_parser("evaluate", help="decide workload manifests against policies, offline from the cluster")
-    evaluate.configure(p)
-    commands["evaluate"] = (p, evaluate.run)
-
-    p = sub.add_parser("denials", help="list recent denials from the cluster's Events or the JSON audit log")
-    denials.configure(p)
-    commands["denials"] = (p, denials.run)
+    for name, module, summary in COMMANDS:
+        p = sub.add_parser(name, help=summary)
+        module.configure(p)
+        commands[name] = (p, module.run)
     return parser, commands
 
 

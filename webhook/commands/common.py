@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import resources
 from pathlib import Path
 
 from webhook.errors import InputError, TrustError
+from webhook.trust.embedded import production_trusted_root_json, staging_trusted_root_json
 from webhook.verify.keys import PublicKey, load_pem_public_key
 from webhook.verify.trustroot import TrustedRoot
 
@@ -17,16 +17,10 @@ EXIT_REJECTED = 1
 EXIT_USAGE = 2
 
 
-def embedded_trusted_root(instance: str = "prod") -> TrustedRoot:
-    """The trust root shipped in the package (``prod`` or ``staging``)."""
-    raw = resources.files("webhook.trust").joinpath("embedded", instance, "trusted_root.json").read_bytes()
-    return TrustedRoot.from_json(raw)
-
-
 def load_trusted_root(path: str | None, *, staging: bool = False) -> TrustedRoot:
     """The trust root named on the command line, else the embedded one; a bad file is an input error."""
     if path is None:
-        return embedded_trusted_root("staging" if staging else "prod")
+        return TrustedRoot.from_json(staging_trusted_root_json() if staging else production_trusted_root_json())
     try:
         return TrustedRoot.from_file(path)
     except TrustError as exc:
@@ -57,8 +51,7 @@ def trusted_root_from_args(args: argparse.Namespace, *, staging: bool = False) -
         return TufClient(args.tuf_mirror, bootstrap_root=bootstrap).refresh_trusted_root()
     from webhook.trust.env_roots import trusted_root_from_env
 
-    instance = "staging" if staging else "prod"
-    base = resources.files("webhook.trust").joinpath("embedded", instance, "trusted_root.json").read_bytes()
+    base = staging_trusted_root_json() if staging else production_trusted_root_json()
     from_env = trusted_root_from_env(os.environ, base=base)
     return TrustedRoot.from_json(from_env if from_env is not None else base)
 
