@@ -1,8 +1,20 @@
-"""A private Sigstore instance for tests: CA, CT log, Rekor v1/v2, TSA, bundles and cosign signatures.
+"""A private Sigstore instance for tests: CA, CT log, Rekor v1/v2, TSA, bundles, cosign signatures and attestations.
 
 Everything is generated in memory with ``cryptography``; nothing touches the network.
 """
 
+from tests.sigstore_kit.attestations import (
+    DSSE_ENVELOPE_MEDIA_TYPE,
+    PREDICATE_TYPE_ANNOTATION,
+    SLSA_PROVENANCE_V1,
+    STATEMENT_V01,
+    STATEMENT_V1,
+    LegacyImageAttestation,
+    attest_image_bundle,
+    attest_image_legacy,
+    attestation_statement,
+    go_envelope_json,
+)
 from tests.sigstore_kit.bundles import (
     COSIGN_SIGN_PREDICATE_TYPE,
     IN_TOTO_PAYLOAD_TYPE,
@@ -29,15 +41,21 @@ from tests.sigstore_kit.tsa import TimestampAuthority
 
 __all__ = [
     "COSIGN_SIGN_PREDICATE_TYPE",
+    "DSSE_ENVELOPE_MEDIA_TYPE",
     "IN_TOTO_PAYLOAD_TYPE",
     "MEDIA_TYPE_V01",
     "MEDIA_TYPE_V02",
     "MEDIA_TYPE_V03",
     "MEDIA_TYPE_V03_OLD_STYLE",
+    "PREDICATE_TYPE_ANNOTATION",
+    "SLSA_PROVENANCE_V1",
+    "STATEMENT_V01",
+    "STATEMENT_V1",
     "CTLog",
     "DsseEnvelope",
     "FulcioCA",
     "InclusionProof",
+    "LegacyImageAttestation",
     "LegacyImageSignature",
     "LogEntry",
     "RekorV1Log",
@@ -47,9 +65,13 @@ __all__ = [
     "SigstoreKit",
     "TimestampAuthority",
     "Witness",
+    "attest_image_bundle",
+    "attest_image_legacy",
+    "attestation_statement",
     "bundle",
     "cosign_sign_statement",
     "default_kit",
+    "go_envelope_json",
     "in_toto_statement",
     "message_signature",
     "pae",

@@ -128,12 +128,12 @@ def tlog_entry_v1(
 
 
 def tlog_entry_v2(log: RekorV2Log, entry: LogEntry, *, include_proof: bool = True,
-                  tree_size: int | None = None) -> dict[str, object]:
-    """A bundle ``tlogEntries[]`` element for a Rekor v2 entry: hashedrekord 0.0.2, no time, no SET."""
+                  tree_size: int | None = None, kind: str = "hashedrekord") -> dict[str, object]:
+    """A bundle ``tlogEntries[]`` element for a Rekor v2 entry (``kind`` 0.0.2): no time, no SET."""
     result: dict[str, object] = {
         "logIndex": str(entry.log_index),
         "logId": {"keyId": b64(entry.log_id)},
-        "kindVersion": {"kind": "hashedrekord", "version": "0.0.2"},
+        "kindVersion": {"kind": kind, "version": "0.0.2"},
     }
     if include_proof:
         result["inclusionProof"] = _proof_json(log.inclusion_proof(entry, tree_size))

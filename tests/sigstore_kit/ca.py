@@ -169,12 +169,14 @@ class FulcioCA:
         extended_key_usage: Sequence[x509.ObjectIdentifier] | None = (ExtendedKeyUsageOID.CODE_SIGNING,),
         key_usage: x509.KeyUsage | None = DIGITAL_SIGNATURE,
         issued_by_root: bool = False,
+        issuer_oids: Sequence[int] = (1, 8),
     ) -> SigningCertificate:
         """Issue a Fulcio-profile leaf for ``identity`` (SAN) and OIDC ``issuer``.
 
         ``claims`` maps OID suffixes under 1.3.6.1.4.1.57264.1 to values (e.g. ``{9: build signer URI}``).
         Negative-test knobs: ``sct`` ("none", "wrong_key": our log ID but another key, "unknown_log"),
         ``extended_key_usage``/``key_usage`` None to omit, other validity, or issue directly from the root.
+        ``issuer_oids`` says where the issuer goes: (1,) is a Fulcio certificate from before the .8 extension.
         """
         leaf_key = key or new_p256()
         issuer_cert, issuer_key = ((self.root, self.root_key) if issued_by_root
@@ -190,7 +192,7 @@ class FulcioCA:
         extensions.append((x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), False))
         extensions.append((_aki(issuer_key.public_key()), False))
         extensions.append((x509.SubjectAlternativeName([subject_alternative_name(identity, san_kind)]), True))
-        fulcio_claims = {1: issuer, 8: issuer, **(claims or {})}
+        fulcio_claims = {**dict.fromkeys(issuer_oids, issuer), **(claims or {})}
         for suffix in sorted(fulcio_claims):
             value = fulcio_extension_value(suffix, fulcio_claims[suffix])
             extensions.append((x509.UnrecognizedExtension(fulcio_oid(suffix), value), False))

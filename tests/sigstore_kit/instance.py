@@ -143,13 +143,17 @@ class SigstoreKit:
         include_promise: bool = True,
         include_proof: bool = True,
         bundle_chain: BundleChain = "intermediates",
+        payload_type: str = IN_TOTO_PAYLOAD_TYPE,
+        v2_dsse_entry: Literal["hashedrekord", "dsse"] = "hashedrekord",
     ) -> SignedBundle:
         """Sign ``data`` keylessly (or with ``key``) into a bundle.
 
         ``dsse`` signs an in-toto statement about ``data`` (or the given ``statement``) instead of the
         bytes. ``rekor`` picks the log (None: no tlog entry); ``tsa`` defaults to on for Rekor v2.
         Times default to ``signing_time`` (default now): certificate notBefore, integratedTime, genTime.
-        ``bundle_chain`` sets what follows the leaf in a v0.1/v0.2 ``x509CertificateChain``.
+        ``bundle_chain`` sets what follows the leaf in a v0.1/v0.2 ``x509CertificateChain``;
+        ``payload_type`` labels the DSSE payload (signed, so only a payload-type check refuses another);
+        ``v2_dsse_entry`` is how Rekor v2 logs DSSE: hashedrekord over PAE (sigstore-go) or dsse (sigstore-js).
         """
         if rekor == "v2" and bundle_version != "0.3":
             raise ValueError("Rekor v2 entries need a v0.3 bundle")
@@ -167,7 +171,7 @@ class SigstoreKit:
         if dsse:
             subject = statement_subject(sha256(data).hex(), name="artifact")
             payload = statement or in_toto_statement([subject], "https://slsa.dev/provenance/v1", {})
-            envelope = DsseEnvelope.sign(private_key, payload, IN_TOTO_PAYLOAD_TYPE)
+            envelope = DsseEnvelope.sign(private_key, payload, payload_type)
             signature = envelope.signatures[0]
         else:
             signature = sign(private_key, data)
@@ -184,8 +188,11 @@ class SigstoreKit:
             entry = self.rekor_v1.add(body, utc_seconds(integrated_time or when))
             entries.append(tlog_entry_v1(self.rekor_v1, entry, kind="dsse" if envelope else "hashedrekord",
                                          include_promise=include_promise, include_proof=include_proof))
+        elif rekor == "v2" and envelope is not None and v2_dsse_entry == "dsse":
+            entry = self.rekor_v2.add(rekor_bodies.dsse_v002(envelope.payload, envelope.signatures, verifier))
+            entries.append(tlog_entry_v2(self.rekor_v2, entry, include_proof=include_proof, kind="dsse"))
         elif rekor == "v2":
-            # Rekor v2 logs DSSE as a hashedrekord over SHA-256(PAE).
+            # sigstore-go logs DSSE on Rekor v2 as a hashedrekord over SHA-256(PAE).
             signed_digest = sha256(envelope.pae()) if envelope is not None else sha256(data)
             entry = self.rekor_v2.add(rekor_bodies.hashedrekord_v002(signed_digest, signature, verifier))
             entries.append(tlog_entry_v2(self.rekor_v2, entry, include_proof=include_proof))

@@ -1,4 +1,4 @@
-"""Canonicalized Rekor entry bodies: hashedrekord v0.0.1, dsse v0.0.1 (Rekor v1) and hashedrekord v0.0.2 (v2).
+"""Canonicalized Rekor entry bodies: hashedrekord, dsse and intoto (Rekor v1), hashedrekord and dsse 0.0.2 (v2).
 
 Bodies are RFC 8785 canonical JSON, which matches the key order Rekor emits (SIGSTORE.md §5.1, §5.5).
 """
@@ -51,6 +51,45 @@ def dsse_v001(envelope_json: bytes, payload: bytes, signatures: Sequence[bytes],
     })
 
 
+def intoto_v001(envelope_json: bytes, payload: bytes, verifier: Verifier) -> bytes:
+    """intoto v0.0.1 as cosign < v3 logged ``.att`` layers: hashes of the submitted envelope and of the
+    payload, and the b64 PEM signer; the canonical body drops the envelope, so no signature is kept."""
+    return rfc8785.dumps({
+        "apiVersion": "0.0.1",
+        "kind": "intoto",
+        "spec": {
+            "content": {
+                "hash": {"algorithm": "sha256", "value": sha256(envelope_json).hex()},
+                "payloadHash": {"algorithm": "sha256", "value": sha256(payload).hex()},
+            },
+            "publicKey": b64(verifier_pem(verifier)),
+        },
+    })
+
+
+def intoto_v002(envelope_json: bytes, payload_type: str, payload: bytes, signatures: Sequence[bytes],
+                verifier: Verifier) -> bytes:
+    """intoto v0.0.2: envelope hash, payload hash, payloadType and signatures (no payload).
+
+    Rekor stores each signature as base64 of the envelope's base64 text, and the signer as b64 PEM.
+    """
+    return rfc8785.dumps({
+        "apiVersion": "0.0.2",
+        "kind": "intoto",
+        "spec": {
+            "content": {
+                "envelope": {
+                    "payloadType": payload_type,
+                    "signatures": [{"publicKey": b64(verifier_pem(verifier)), "sig": b64(b64(sig).encode())}
+                                   for sig in signatures],
+                },
+                "hash": {"algorithm": "sha256", "value": sha256(envelope_json).hex()},
+                "payloadHash": {"algorithm": "sha256", "value": sha256(payload).hex()},
+            },
+        },
+    })
+
+
 def hashedrekord_v002(
     digest: bytes,
     signature: bytes,
@@ -63,6 +102,34 @@ def hashedrekord_v002(
 
     ``spec_field`` may be set to the older ``hashedRekordV0_0_2`` spelling some logs emitted.
     """
+    return rfc8785.dumps({
+        "apiVersion": "0.0.2",
+        "kind": "hashedrekord",
+        "spec": {
+            spec_field: {
+                "data": {"algorithm": algorithm, "digest": b64(digest)},
+                "signature": {"content": b64(signature), "verifier": _v002_verifier(verifier)},
+            }
+        },
+    })
+
+
+def dsse_v002(payload: bytes, signatures: Sequence[bytes], verifier: Verifier) -> bytes:
+    """dsse v0.0.2 (Rekor v2 ``dsseRequestV002``, as sigstore-js logs attestations): b64 payload hash,
+    each signature with its verifier as DER plus keyDetails."""
+    return rfc8785.dumps({
+        "apiVersion": "0.0.2",
+        "kind": "dsse",
+        "spec": {
+            "dsseV002": {
+                "payloadHash": {"algorithm": "SHA2_256", "digest": b64(sha256(payload))},
+                "signatures": [{"content": b64(sig), "verifier": _v002_verifier(verifier)} for sig in signatures],
+            }
+        },
+    })
+
+
+def _v002_verifier(verifier: Verifier) -> dict[str, Any]:
     public = verifier.public_key() if isinstance(verifier, x509.Certificate) else verifier
     if not isinstance(public, PublicKey):
         raise TypeError(f"unsupported verifier key type {type(public).__name__}")
@@ -71,13 +138,4 @@ def hashedrekord_v002(
         details["x509Certificate"] = {"rawBytes": b64(verifier.public_bytes(serialization.Encoding.DER))}
     else:
         details["publicKey"] = {"rawBytes": b64(spki_der(verifier))}
-    return rfc8785.dumps({
-        "apiVersion": "0.0.2",
-        "kind": "hashedrekord",
-        "spec": {
-            spec_field: {
-                "data": {"algorithm": algorithm, "digest": b64(digest)},
-                "signature": {"content": b64(signature), "verifier": details},
-            }
-        },
-    })
+    return details

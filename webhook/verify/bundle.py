@@ -91,7 +91,7 @@ class Bundle:
     def from_json(cls, raw: bytes | str) -> Bundle:
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise _fail(f"bundle is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
 

@@ -56,29 +56,36 @@ class CosignSignature:
             signature = base64.b64decode(raw_sig, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise VerificationError("signature annotation is not valid base64", step="signature") from exc
-        certificate = None
-        pem = annotations.get(CERTIFICATE_ANNOTATION)
-        if pem:
-            try:
-                certificate = x509.load_pem_x509_certificate(pem.encode())
-            except ValueError as exc:
-                raise VerificationError("certificate annotation is not a PEM certificate",
-                                        step="certificate") from exc
+        certificate = parse_certificate_annotation(annotations.get(CERTIFICATE_ANNOTATION))
         rekor = annotations.get(BUNDLE_ANNOTATION)
         entry = TlogEntry.from_cosign_bundle(rekor) if rekor else None
         timestamp = None
         raw_ts = annotations.get(TIMESTAMP_ANNOTATION)
         if raw_ts:
-            timestamp = _timestamp_annotation(raw_ts)
+            timestamp = parse_timestamp_annotation(raw_ts)
         return cls(payload=payload, signature=signature, certificate=certificate,
                    rekor_bundle=entry, timestamp=timestamp)
 
 
-def _timestamp_annotation(raw: str) -> bytes:
+def parse_certificate_annotation(pem: str | None) -> x509.Certificate | None:
+    """The leaf in ``dev.sigstore.cosign/certificate``, or None when the layer has none (keyed)."""
+    if not pem:
+        return None
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+        # cryptography decodes names lazily: a malformed one must fail here, not as a bare ValueError later.
+        _ = (certificate.subject, certificate.issuer)
+    except ValueError as exc:
+        raise VerificationError("certificate annotation is not a PEM certificate", step="certificate") from exc
+    return certificate
+
+
+def parse_timestamp_annotation(raw: str) -> bytes:
+    """The DER TimeStampResp inside ``dev.sigstore.cosign/rfc3161timestamp``."""
     try:
         data = json.loads(raw)
         return base64.b64decode(data["SignedRFC3161Timestamp"], validate=True)
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
         raise VerificationError("rfc3161timestamp annotation is malformed", step="timestamp") from exc
 
 

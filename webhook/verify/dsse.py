@@ -66,7 +66,7 @@ class DsseEnvelope:
     def from_json(cls, raw: bytes) -> DsseEnvelope:
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise VerificationError("DSSE envelope is not valid JSON", step="envelope") from exc
         return cls.from_dict(data)
 
@@ -94,7 +94,7 @@ class Statement:
     def from_payload(cls, payload: bytes) -> Statement:
         try:
             data = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise VerificationError("in-toto statement is not valid JSON", step="statement") from exc
         if not isinstance(data, Mapping):
             raise VerificationError("in-toto statement is not a JSON object", step="statement")
@@ -114,6 +114,11 @@ class Statement:
         predicate_type = data.get("predicateType")
         return cls(type=str(st_type), predicate_type=str(predicate_type or ""), subjects=tuple(subjects),
                    predicate=data.get("predicate"), raw=data)
+
+    @property
+    def is_cosign_signature(self) -> bool:
+        """cosign v3 signs an image with this statement: it is a signature, every other statement an attestation."""
+        return self.predicate_type == COSIGN_SIGN_PREDICATE
 
     def has_subject_digest(self, algorithm: str, hex_digest: str) -> bool:
         wanted = hex_digest.lower()

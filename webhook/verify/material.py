@@ -47,3 +47,7 @@ class SignedContent:
     envelope: DsseEnvelope | None = None
     payload: bytes | None = None
     """The signed bytes when the verifier has them (cosign payload, DSSE PAE source)."""
+    envelope_bytes: bytes | None = None
+    """The DSSE envelope exactly as stored (a cosign ``.att`` layer). Logs that record only a hash of
+    the submitted envelope (intoto 0.0.1) can be bound to nothing else; a bundle's envelope is
+    re-serialized, so it has none."""

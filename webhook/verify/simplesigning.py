@@ -34,7 +34,7 @@ class SimpleSigningPayload:
     def parse(cls, raw: bytes) -> SimpleSigningPayload:
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise VerificationError("signature payload is not valid JSON", step=_STEP) from exc
         if not isinstance(data, Mapping):
             raise VerificationError("signature payload is not a JSON object", step=_STEP)

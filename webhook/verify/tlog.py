@@ -77,7 +77,7 @@ class TlogEntry:
         """The body parsed once (consistency checks read it several times)."""
         try:
             parsed = json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise _fail("log entry body is not valid JSON") from exc
         return _obj(parsed, "log entry body")
 
@@ -146,7 +146,7 @@ class TlogEntry:
         if isinstance(annotation, str | bytes):
             try:
                 annotation = json.loads(annotation)
-            except (ValueError, UnicodeDecodeError) as exc:
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 raise _fail("cosign bundle annotation is not valid JSON") from exc
         obj = _obj(annotation, "cosign bundle annotation")
         payload = _obj(obj.get("Payload"), "cosign bundle Payload")

@@ -95,22 +95,53 @@ def _check_listed_signature(
     raise _mismatch("signature")
 
 
+def _check_envelope_hash(value: object, content: SignedContent, what: str) -> None:
+    """A hash of the envelope as submitted: checkable only against the stored bytes of a ``.att`` layer."""
+    if content.envelope_bytes is None:
+        return
+    envelope_hash = _obj(value, what)
+    logged = _hex(envelope_hash.get("value"), f"{what}.value")
+    expected = hashlib.sha256(content.envelope_bytes).digest()
+    if envelope_hash.get("algorithm") != "sha256" or logged != expected:
+        raise _mismatch("DSSE envelope", f"{envelope_hash.get('algorithm')}:{logged.hex()}",
+                        f"sha256:{expected.hex()}")
+
+
 def _check_dsse_v001(spec: Mapping[str, Any], content: SignedContent) -> None:
+    _check_envelope_hash(spec.get("envelopeHash"), content, "spec.envelopeHash")
     _check_payload_hash(spec.get("payloadHash"), _dsse_envelope(content).payload)
     _check_listed_signature(spec.get("signatures"), "signature", "verifier", (content.signature,), content)
+
+
+def _check_intoto_v001(spec: Mapping[str, Any], content: SignedContent) -> None:
+    # The body keeps no signature, only hashes of the submitted envelope and of its payload, and the
+    # signer: the envelope hash is what ties the entry to this signature, so without the stored
+    # envelope bytes the entry cannot be bound at all.
+    envelope = _dsse_envelope(content)
+    if content.envelope_bytes is None:
+        raise _fail("an intoto 0.0.1 entry records only a hash of the envelope as stored; it can vouch "
+                    "only for a cosign .att layer, not for a re-serialized bundle envelope")
+    spec_content = _obj(spec.get("content"), "spec.content")
+    _check_envelope_hash(spec_content.get("hash"), content, "spec.content.hash")
+    _check_payload_hash(spec_content.get("payloadHash"), envelope.payload)
+    _check_pem_verifier(spec.get("publicKey"), content)
 
 
 def _check_intoto_v002(spec: Mapping[str, Any], content: SignedContent) -> None:
     envelope = _dsse_envelope(content)
     spec_content = _obj(spec.get("content"), "spec.content")
     logged = _obj(spec_content.get("envelope"), "spec.content.envelope")
-    # intoto v0.0.2 stores the DSSE payload and signatures base64-encoded once more.
-    payload = _b64(logged.get("payload"), "envelope.payload")
-    if logged.get("payloadType") != envelope.payload_type or payload not in (
+    if logged.get("payloadType") != envelope.payload_type:
+        raise _mismatch("DSSE payload type", str(logged.get("payloadType")), envelope.payload_type)
+    # Rekor drops the payload from the canonical body; a body that keeps it (base64 of the envelope's
+    # base64 string) must still agree.
+    if logged.get("payload") is not None and _b64(logged.get("payload"), "envelope.payload") not in (
         envelope.payload, base64.b64encode(envelope.payload)
     ):
         raise _mismatch("DSSE payload")
+    _check_envelope_hash(spec_content.get("hash"), content, "spec.content.hash")
     _check_payload_hash(spec_content.get("payloadHash"), envelope.payload)
+    # Signatures are stored as base64 of the envelope's base64 text; the raw form is accepted too.
     wanted = (content.signature, base64.b64encode(content.signature))
     _check_listed_signature(logged.get("signatures"), "sig", "publicKey", wanted, content)
 
@@ -123,7 +154,11 @@ def _check_hashedrekord_v002(spec: Mapping[str, Any], content: SignedContent) ->
     signature = _obj(inner.get("signature"), "hashedRekordV002.signature")
     if _b64(signature.get("content"), "signature.content") != content.signature:
         raise _mismatch("signature")
-    verifier = _obj(signature.get("verifier"), "signature.verifier")
+    _check_v002_verifier(signature.get("verifier"), content)
+
+
+def _check_v002_verifier(value: object, content: SignedContent) -> None:
+    verifier = _obj(value, "signature.verifier")
     if verifier.get("x509Certificate") is not None:
         raw = _obj(verifier["x509Certificate"], "verifier.x509Certificate").get("rawBytes")
         _check_der_verifier("CERTIFICATE", _b64(raw, "x509Certificate.rawBytes"), content)
@@ -132,10 +167,34 @@ def _check_hashedrekord_v002(spec: Mapping[str, Any], content: SignedContent) ->
         _check_der_verifier("PUBLIC KEY", _b64(raw, "publicKey.rawBytes"), content)
 
 
+def _check_dsse_v002(spec: Mapping[str, Any], content: SignedContent) -> None:
+    # Rekor v2 (rekor-tiles) logs a DSSE request as the payload's hash and the signatures with their
+    # verifiers; sigstore-js sends attestations this way, sigstore-go as a hashedrekord over PAE.
+    inner = _obj(spec.get("dsseV002", spec.get("dsseV0_0_2")), "spec.dsseV002")
+    payload = _dsse_envelope(content).payload
+    payload_hash = _obj(inner.get("payloadHash"), "dsseV002.payloadHash")
+    algorithm = payload_hash.get("algorithm")
+    name = HASH_NAMES.get(algorithm) if isinstance(algorithm, str) else None
+    logged = _b64(payload_hash.get("digest"), "dsseV002.payloadHash.digest")
+    if name is None or logged != hashlib.new(name, payload).digest():
+        raise _mismatch("DSSE payload", f"{algorithm}:{logged.hex()}", f"sha256:{hashlib.sha256(payload).hexdigest()}")
+    signatures = inner.get("signatures")
+    if not isinstance(signatures, list):
+        raise _fail("log entry signatures are not a list")
+    for index, raw in enumerate(signatures):
+        item = _obj(raw, f"log entry signature {index}")
+        if _b64(item.get("content"), f"log entry signature {index}") == content.signature:
+            _check_v002_verifier(item.get("verifier"), content)
+            return
+    raise _mismatch("signature")
+
+
 _BODY_CHECKS: dict[tuple[str, str], Callable[[Mapping[str, Any], SignedContent], None]] = {
     ("hashedrekord", "0.0.1"): _check_hashedrekord_v001,
     ("hashedrekord", "0.0.2"): _check_hashedrekord_v002,
     ("dsse", "0.0.1"): _check_dsse_v001,
+    ("dsse", "0.0.2"): _check_dsse_v002,
+    ("intoto", "0.0.1"): _check_intoto_v001,
     ("intoto", "0.0.2"): _check_intoto_v002,
 }
 

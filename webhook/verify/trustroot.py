@@ -193,7 +193,7 @@ class TrustedRoot:
         data_bytes = raw.encode() if isinstance(raw, str) else raw
         try:
             data: Any = json.loads(data_bytes)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise TrustError(f"trusted root is not valid JSON: {exc}") from exc
         if not isinstance(data, Mapping):
             raise TrustError("trusted root is not a JSON object")

@@ -172,7 +172,7 @@ class Verifier:
 
         envelope = bundle.envelope
         assert envelope is not None
-        statement = _check_envelope(envelope, signing_key, signature, artifact)
+        statement = check_envelope(envelope, signing_key, signature, artifact)
         content = SignedContent(signature, signing_key, digest_for_key(signing_key, envelope.pae),
                                 certificate=leaf, envelope=envelope, payload=envelope.payload)
         return content, statement, envelope.payload
@@ -206,16 +206,16 @@ class Verifier:
             self._sct_checked.add(sct_key)
 
 
-def _check_envelope(
-    envelope: DsseEnvelope, key: PublicKey, signature: bytes, artifact: Artifact
-) -> Statement | None:
+def check_envelope(envelope: DsseEnvelope, key: PublicKey, signature: bytes, artifact: Artifact) -> Statement:
     """(g) the DSSE signature over PAE; (h) for in-toto, the artifact is one of the subjects."""
     verify_signature(key, signature, envelope.pae, step="signature", what="DSSE envelope signature")
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
         raise VerificationError(f"unsupported DSSE payload type {envelope.payload_type!r}", step="envelope")
     statement = Statement.from_payload(envelope.payload)
-    wanted = artifact.digest_with("sha256")
-    if not statement.has_subject_digest("sha256", wanted.hex):
+    # A subject may name the artifact by any digest we can compute: the one given, or any when the
+    # bytes are at hand (an image is known only by its sha256 or sha512 digest).
+    algorithms = {artifact.digest.algorithm} | (set(_HASHES) if artifact.data is not None else set())
+    if not any(statement.has_subject_digest(name, artifact.digest_with(name).hex) for name in sorted(algorithms)):
         raise VerificationError(
-            f"the in-toto statement does not name {wanted} among its subjects", step="artifact")
+            f"the in-toto statement does not name {artifact.digest} among its subjects", step="artifact")
     return statement
