@@ -103,9 +103,13 @@ def test_wrong_identity_is_rejected_with_reason(files: Files, capsys: pytest.Cap
     assert IDENTITY in err and "mallory@example.com" in err
 
 
-def test_prefix_regexp_is_rejected(files: Files, capsys: pytest.CaptureFixture[str]) -> None:
+def test_identity_regexps_search_like_cosign(files: Files, capsys: pytest.CaptureFixture[str]) -> None:
+    # cosign's --certificate-identity-regexp is Go's MatchString: a search, not a full match.
+    code, _ = run(capsys, files.artifact, "--bundle", files.bundle, "--trusted-root", files.trusted_root,
+                  "--certificate-identity-regexp", "signer@", "--certificate-oidc-issuer", ISSUER)
+    assert code == 0
     code, err = run(capsys, files.artifact, "--bundle", files.bundle, "--trusted-root", files.trusted_root,
-                    "--certificate-identity-regexp", "signer@", "--certificate-oidc-issuer", ISSUER)
+                    "--certificate-identity-regexp", "^signer@$", "--certificate-oidc-issuer", ISSUER)
     assert code == 1
     assert IDENTITY in err
 

@@ -21,10 +21,12 @@ def add_identity_arguments(parser: argparse.ArgumentParser) -> None:
     """The cosign identity flags, shared by verify and verify-blob."""
     subject = parser.add_mutually_exclusive_group()
     subject.add_argument("--certificate-identity", metavar="ID", help="exact signer identity (SAN)")
-    subject.add_argument("--certificate-identity-regexp", metavar="RE", help="full-match regexp for the SAN")
+    subject.add_argument("--certificate-identity-regexp", metavar="RE",
+                         help="regexp searched for in the SAN, as cosign does (Go/RE2 syntax; anchor with ^...$)")
     issuer = parser.add_mutually_exclusive_group()
     issuer.add_argument("--certificate-oidc-issuer", metavar="URL", help="exact OIDC issuer")
-    issuer.add_argument("--certificate-oidc-issuer-regexp", metavar="RE", help="full-match regexp for the issuer")
+    issuer.add_argument("--certificate-oidc-issuer-regexp", metavar="RE",
+                        help="regexp searched for in the issuer, as cosign does (Go/RE2 syntax; anchor with ^...$)")
     parser.add_argument("--key", metavar="PEM", help="verify with this public key instead of an identity")
     add_trust_arguments(parser)
 
@@ -43,6 +45,7 @@ def identity_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace
         return Identity(
             subject=args.certificate_identity, subject_regexp=args.certificate_identity_regexp,
             issuer=args.certificate_oidc_issuer, issuer_regexp=args.certificate_oidc_issuer_regexp,
+            regexp_mode="search",  # cosign's flags: Go's MatchString, a match anywhere in the value
         )
     except PolicyError as exc:
         parser.error(exc.reason)

@@ -9,7 +9,6 @@ policy must already be path-validated: policies only read what Fulcio attested.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -18,6 +17,7 @@ from cryptography import x509
 
 from webhook.errors import IdentityMismatchError, PolicyError, VerificationError
 from webhook.verify._der import DERError, decode_string
+from webhook.verify.regexp import Regexp, RegexpMode, compile_regexp, shown
 
 _logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class Signer:
     """Every Fulcio claim present, by name (see EXTENSION_NAMES)."""
 
     def describe(self) -> str:
-        return f"{self.subject or '(no subject)'} / issuer {self.issuer or '(none)'}"
+        return f"{shown(self.subject) or '(no subject)'} / issuer {shown(self.issuer) or '(none)'}"
 
 
 def _extension_bytes(cert: x509.Certificate, number: int) -> bytes | None:
@@ -160,36 +160,44 @@ def signer_of(cert: x509.Certificate) -> Signer:
                   extensions=extensions)
 
 
-def _compile(pattern: str, what: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise PolicyError(f"{what} regular expression {pattern!r} is invalid: {exc}") from exc
-
-
 class _Matcher:
-    """An exact value or a full-match regular expression, with a description for messages."""
+    """An exact value or an RE2 regexp (full match or search), with a description for messages."""
 
-    def __init__(self, what: str, exact: str | None, regexp: str | None) -> None:
+    def __init__(self, what: str, exact: str | None, regexp: str | None, mode: RegexpMode) -> None:
         if (exact is None) == (regexp is None):
             raise PolicyError(f"an identity needs exactly one of {what} and {what}RegExp")
+        if exact == "" or regexp == "":
+            # cosign reads an empty value as "no constraint"; refusing it keeps that from admitting anyone.
+            raise PolicyError(f"the {what}{'' if exact is not None else 'RegExp'} of an identity must not be empty")
         self.exact = exact
-        self.pattern = _compile(regexp, what) if regexp is not None else None
-        self.description = f"{what} {exact}" if exact is not None else f"{what} matching {regexp!r}"
+        self.regexp: Regexp | None = None
+        if regexp is not None:
+            try:
+                self.regexp = compile_regexp(regexp, mode)
+            except PolicyError as exc:
+                raise PolicyError(f"{what}RegExp: {exc.reason}") from exc
+            self.description = f"{what} matching regexp {self.regexp.describe()}"
+        else:
+            self.description = f"{what} {exact}"
 
     def matches(self, value: str) -> bool:
-        if self.pattern is not None:
-            return self.pattern.fullmatch(value) is not None
+        if self.regexp is not None:
+            return self.regexp.matches(value)
         return value == self.exact
 
 
 class Identity:
-    """An allowed signer: OIDC issuer and certificate subject, each exact or a full-match regexp."""
+    """An allowed signer: OIDC issuer and certificate subject, each exact or an RE2 regexp (Go syntax).
+
+    ``regexp_mode="search"`` is cosign's and policy-controller's reading (a match anywhere in the value);
+    ``"full"`` (Signet's own policies) requires the whole value to match.
+    """
 
     def __init__(self, *, issuer: str | None = None, issuer_regexp: str | None = None,
-                 subject: str | None = None, subject_regexp: str | None = None) -> None:
-        self._subject = _Matcher("subject", subject, subject_regexp)
-        self._issuer = _Matcher("issuer", issuer, issuer_regexp)
+                 subject: str | None = None, subject_regexp: str | None = None,
+                 regexp_mode: RegexpMode = "full") -> None:
+        self._subject = _Matcher("subject", subject, subject_regexp, regexp_mode)
+        self._issuer = _Matcher("issuer", issuer, issuer_regexp, regexp_mode)
 
     def describe(self) -> str:
         return f"{self._subject.description}, {self._issuer.description}"
@@ -201,7 +209,7 @@ class Identity:
         issuer_ok = issuer is not None and self._issuer.matches(issuer)
         if subject_ok and issuer_ok:
             return
-        found = f"{' '.join(subjects) or '(no subject)'} / issuer {issuer or '(none)'}"
+        found = f"{' '.join(map(shown, subjects)) or '(no subject)'} / issuer {shown(issuer or '') or '(none)'}"
         raise IdentityMismatchError(
             f"certificate identity {found} does not match expected {self.describe()}",
             found=found, expected=self.describe(),

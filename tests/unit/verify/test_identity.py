@@ -26,6 +26,7 @@ from webhook.verify.identity import (
     UnsafeNoOp,
     signer_of,
 )
+from webhook.verify.regexp import RegexpMode
 
 GITHUB = "https://token.actions.githubusercontent.com"
 BEACON = (
@@ -98,6 +99,27 @@ def test_subject_regexp_is_full_match(pattern: str, ok: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("pattern", "ok"),
+    [
+        (r"alice", True),  # search: a match anywhere, as cosign and policy-controller read it
+        (r"example\.com$", True),
+        (r"^alice@example\.com$", True),
+        (r"^example\.com", False),
+        (r"bob", False),
+    ],
+)
+def test_subject_regexp_in_search_mode_matches_anywhere(pattern: str, ok: bool) -> None:
+    policy = Identity(issuer_regexp=r"accounts\.example", subject_regexp=pattern, regexp_mode="search")
+    if ok:
+        policy.verify(ALICE)
+    else:
+        with pytest.raises(IdentityMismatchError) as exc:
+            policy.verify(ALICE)
+        assert exc.value.expected == (
+            f"subject matching regexp {pattern} (search), issuer matching regexp accounts\\.example (search)")
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [
         {"subject": "a"},
@@ -107,9 +129,10 @@ def test_subject_regexp_is_full_match(pattern: str, ok: bool) -> None:
         {"issuer": "i", "subject_regexp": "("},
     ],
 )
-def test_invalid_identity_is_a_policy_error(kwargs: dict[str, str]) -> None:
+@pytest.mark.parametrize("mode", ["full", "search"])
+def test_invalid_identity_is_a_policy_error(kwargs: dict[str, str], mode: RegexpMode) -> None:
     with pytest.raises(PolicyError):
-        Identity(**kwargs)
+        Identity(**kwargs, regexp_mode=mode)
 
 
 def test_issuer_v2_extension_wins_over_deprecated_one() -> None:
@@ -200,9 +223,10 @@ def test_any_of_passes_on_one_match_and_lists_alternatives_otherwise() -> None:
     alice = Identity(issuer="https://accounts.example.com", subject="alice@example.com")
     AnyOf([bob, alice]).verify(ALICE)
     with pytest.raises(IdentityMismatchError) as exc:
-        AnyOf([bob, Identity(issuer=GITHUB, subject_regexp="https://github.com/acme/.*")]).verify(ALICE)
+        AnyOf([bob, Identity(issuer=GITHUB, subject_regexp=r"https://github\.com/acme/.*")]).verify(ALICE)
     assert "subject bob@example.com" in exc.value.expected
-    assert "subject matching 'https://github.com/acme/.*'" in exc.value.expected
+    # shown as written (no repr, no doubled backslashes), with how it matches
+    assert r"subject matching regexp https://github\.com/acme/.* (full match)" in exc.value.expected
 
 
 @pytest.mark.parametrize("combinator", [AnyOf, AllOf])
