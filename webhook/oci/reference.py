@@ -1,14 +1,29 @@
-"""Image references: parsing and normalising ``[registry/]repository[:tag][@digest]``.
+"""Image references: ``[registry/]repository[:tag][@digest]`` parsed into one canonical form.
 
-The grammar is the one of the CNCF distribution project (``distribution/reference``), with Docker
-Hub normalised the way Docker and go-containerregistry do it, so that a policy glob, a cache key
-and a token scope all see the same name: ``nginx`` is ``index.docker.io/library/nginx:latest``.
+The grammar is the CNCF distribution project's (``distribution/reference``, what containerd and
+CRI-O parse), every rule a full match over printable ASCII. The canonical form is what policy
+matching, caches and audit records see (``str(ref)``, ``ref.name``): the registry host lower-cased,
+its port in decimal with the default ``:443`` dropped, IP literals in their standard notation, and
+Docker Hub's spellings (``docker.io``, ``index.docker.io``, ``registry-1.docker.io``, or no host)
+folded into ``index.docker.io``, with ``library/`` for official images. So every spelling a
+container runtime pulls from the same place gives the same :class:`ImageReference`, and spellings a
+runtime could read two ways are refused with the reason:
+
+- a first component in upper case without ``.``/``:`` (containerd reads ``Acme/app`` as the host
+  ``acme``, go-containerregistry as a Docker Hub namespace);
+- a numeric host that is not a plain dotted quad (``127.1``, ``0x7f.0.0.1``, ``010.0.0.1``: the C
+  resolver reads those as other addresses, Go's as names);
+- ``sha256:<hex>`` alone (containerd reads it as the ID of a local image) and a bare 64-hex name.
+
+A tag written next to a digest is kept (tag globs select on it) but never decides what is pulled.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from webhook.errors import InputError
 
@@ -21,37 +36,108 @@ DOCKER_HUB_API_HOST = "registry-1.docker.io"
 DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
 DEFAULT_TAG = "latest"
+DEFAULT_PORT = 443
 
 _MAX_NAME_LENGTH = 255
+_DIGEST_ALGORITHMS = frozenset({"sha256", "sha384", "sha512"})
 
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_IPV6 = r"\[[a-fA-F0-9:]+\]"
-_DOMAIN_RE = re.compile(rf"^(?:{_IPV6}|{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*)(?::[0-9]+)?$")
-_PATH_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
+_PRINTABLE_ASCII = re.compile(r"[!-~]+")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_REGISTRY_RE = re.compile(rf"(?P<host>{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:]+\])(?::(?P<port>[0-9]+))?")
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
+_PATH_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
+_HEX = re.compile(r"[a-f0-9]+")
 
 
 def is_valid_digest(value: str) -> bool:
     """True for ``sha256:<64 lowercase hex>`` or ``sha512:<128 lowercase hex>``."""
-    return _DIGEST_RE.match(value) is not None
+    return _DIGEST_RE.fullmatch(value) is not None
 
 
-def normalise_registry(registry: str) -> str:
-    """Lower-case a registry host and fold Docker Hub's aliases into ``index.docker.io``."""
-    host = registry.lower()
+def is_registry_component(component: str) -> bool:
+    """Docker's rule: a first component with ``.`` or ``:``, or ``localhost``, names a registry."""
+    return "." in component or ":" in component or component == "localhost"
+
+
+def _canonical_ip_host(host: str) -> str:
+    if host.startswith("["):
+        try:
+            address = ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise InputError(f"{host!r} is not an IPv6 address") from None
+        # An IPv4-mapped address reaches the IPv4 host: one location, one name.
+        mapped = address.ipv4_mapped
+        return str(mapped) if mapped is not None else f"[{address.compressed}]"
+    labels = host.split(".")
+    if all(_NUMERIC_LABEL.fullmatch(label) for label in labels):
+        # inet_aton() takes "127.1", "0x7f.1" and "010.0.0.1" (octal) as addresses, Go as names.
+        try:
+            canonical = str(ipaddress.IPv4Address(host))
+        except ValueError:
+            canonical = ""
+        if canonical != host:
+            raise InputError(f"{host!r} is ambiguous: numeric hosts must be dotted-quad IPv4 addresses "
+                             "without leading zeros")
+    return host
+
+
+def canonical_registry(registry: str) -> str:
+    """``host[:port]`` in canonical form (see module docstring); raises InputError if invalid."""
+    lowered = registry.lower()
+    match = _REGISTRY_RE.fullmatch(lowered) if lowered.isascii() else None
+    if match is None:
+        raise InputError(f"registry {registry!r} is not a valid host[:port]")
+    host = _canonical_ip_host(match["host"])
+    port_text = match["port"]
+    if port_text is not None:
+        digits = port_text.lstrip("0")
+        port = int(digits) if 0 < len(digits) <= 5 else 0
+        if not 0 < port <= 65535:
+            raise InputError(f"registry {registry!r}: port {port_text} is not between 1 and 65535")
+        if port != DEFAULT_PORT:
+            host = f"{host}:{port}"
     return DOCKER_HUB if host in DOCKER_HUB_ALIASES else host
 
 
-def _looks_like_registry(component: str) -> bool:
-    # The distribution rule: only a first component with a dot, a port or the literal
-    # "localhost" names a registry; "acme/app" is the Docker Hub repository acme/app.
-    return "." in component or ":" in component or component == "localhost"
+def normalise_registry(registry: str) -> str:
+    """:func:`canonical_registry`, or the lower-cased text when invalid (config keys, credentials).
+
+    An invalid host can never equal the registry of a parsed reference, so this lenient form is
+    safe for lookups keyed by registry.
+    """
+    try:
+        return canonical_registry(registry)
+    except InputError:
+        return registry.lower()
+
+
+@lru_cache(maxsize=8192)
+def name_spellings(name: str) -> tuple[str, ...]:
+    """Every ``registry/repository`` Docker reads as the canonical ``name``; ``name`` first.
+
+    Only Docker Hub has more than one: its host names and none, with and without ``library/``.
+    """
+    registry, _, repository = name.partition("/")
+    if registry != DOCKER_HUB:
+        return (name,)
+    paths = [repository]
+    namespace, _, short = repository.partition("/")
+    if namespace == "library" and "/" not in short:
+        paths.append(short)
+    spellings = [name]
+    for path in paths:
+        spellings += [f"{host}/{path}" for host in (DOCKER_HUB, "docker.io", DOCKER_HUB_API_HOST)]
+        # Without a host, a path whose first component looks like a host would name that host.
+        if "/" not in path or not is_registry_component(path.partition("/")[0]):
+            spellings.append(path)
+    return tuple(dict.fromkeys(spellings))
 
 
 @dataclass(frozen=True, slots=True)
 class ImageReference:
-    """A normalised image reference; at least one of ``tag`` and ``digest`` is set."""
+    """A canonical image reference; at least one of ``tag`` and ``digest`` is set."""
 
     registry: str
     repository: str
@@ -94,54 +180,69 @@ class ImageReference:
         return text
 
 
+def _split_tag(remainder: str) -> tuple[str, str | None]:
+    # The tag follows the last ':' after the last '/'; an earlier ':' is the registry's port.
+    colon = remainder.rfind(":")
+    if colon > remainder.rfind("/"):
+        return remainder[:colon], remainder[colon + 1 :]
+    return remainder, None
+
+
 def parse_reference(text: str) -> ImageReference:
-    """Parse and normalise an image reference (see module docstring)."""
+    """Parse ``text`` into its canonical :class:`ImageReference` (see module docstring)."""
 
     def bad(why: str) -> InputError:
         return InputError(f"invalid image reference {text!r}: {why}")
 
-    if not text or text != text.strip():
-        raise bad("empty or surrounded by whitespace")
-    remainder = text
+    if not text:
+        raise bad("empty")
+    if not text.isascii() or _PRINTABLE_ASCII.fullmatch(text) is None:
+        raise bad("whitespace, control or non-ASCII characters are not allowed")
+    remainder, at, digest_text = text.partition("@")
     digest: str | None = None
-    if "@" in remainder:
-        remainder, _, digest = remainder.partition("@")
-        if "@" in digest:
+    if at:
+        if "@" in digest_text:
             raise bad("more than one '@'")
-        if not is_valid_digest(digest):
-            raise bad(f"digest {digest!r} is not sha256:<64 lowercase hex> or sha512:<128 lowercase hex>")
-
-    # The tag is after the last ':' that follows the last '/', so a registry port is not a tag.
-    tag: str | None = None
-    last_slash = remainder.rfind("/")
-    colon = remainder.rfind(":")
-    if colon > last_slash:
-        remainder, tag = remainder[:colon], remainder[colon + 1 :]
-        if not _TAG_RE.match(tag):
-            raise bad(f"tag {tag!r} must be 1-128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'")
-
+        if not is_valid_digest(digest_text):
+            raise bad(f"digest {digest_text!r} is not sha256:<64 lowercase hex> or sha512:<128 lowercase hex>")
+        digest = digest_text
+    remainder, tag = _split_tag(remainder)
+    if tag is not None and _TAG_RE.fullmatch(tag) is None:
+        raise bad(f"tag {tag!r} must be 1-128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'")
     if not remainder:
         raise bad("no repository name")
+
     first, slash, rest = remainder.partition("/")
-    if slash and _looks_like_registry(first):
-        if not _DOMAIN_RE.match(first):
-            raise bad(f"registry {first!r} is not a valid host[:port]")
-        registry, path = normalise_registry(first), rest
+    if slash and is_registry_component(first):
+        try:
+            registry = canonical_registry(first)
+        except InputError as exc:
+            raise bad(exc.reason) from None
+        path = rest
+    elif slash and first.lower() != first:
+        raise bad(f"{first!r} is ambiguous: containerd reads an upper-case first component as a registry "
+                  "host, other tools as a Docker Hub namespace")
     else:
         registry, path = DOCKER_HUB, remainder
+    looks_like_id = (remainder in _DIGEST_ALGORITHMS and tag is not None and _HEX.fullmatch(tag) is not None) or (
+        tag is None and _HEX.fullmatch(remainder) is not None and len(remainder) == 64)
+    if not slash and digest is None and looks_like_id:
+        raise bad("a bare digest or 64-hex string names a local image ID, not a registry location")
 
     components = path.split("/")
     for component in components:
         if not component:
             raise bad("empty path component (a leading, trailing or double '/')")
-        if not _PATH_COMPONENT_RE.match(component):
+        if _PATH_COMPONENT_RE.fullmatch(component) is None:
             hint = " (repository names are lower case)" if component.lower() != component else ""
             raise bad(
                 f"repository component {component!r} is not [a-z0-9] separated by '.', '_', '__' or '-'{hint}"
             )
     if registry == DOCKER_HUB and len(components) == 1:
         path = f"library/{path}"
-    if len(f"{registry}/{path}") > _MAX_NAME_LENGTH:
+    # distribution's limit, counted on its own normalised name (docker.io/...) whatever the spelling.
+    counted = f"docker.io/{path}" if registry == DOCKER_HUB else f"{registry}/{path}"
+    if len(counted) > _MAX_NAME_LENGTH:
         raise bad(f"name longer than {_MAX_NAME_LENGTH} characters")
 
     if tag is None and digest is None:
