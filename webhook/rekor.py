@@ -7,7 +7,9 @@ end with the leaf hash of the body); the caller verifies it fully (SET, inclusio
 checkpoint, body consistency) before it counts.
 
 Results, found and not found, are cached in memory (bounded, TTL) and concurrent lookups of the same
-signature share one request, so a busy cluster asks Rekor once per signature. Rekor unreachable,
+signature share one request, so a busy cluster asks Rekor once per signature. Requests count against
+the process-wide ``RequestLimiter`` shared with the registry clients, and answers are read only up
+to ``MAX_RESPONSE_BYTES``. Rekor unreachable,
 timing out or failing (5xx, nonsense) is a :class:`~webhook.errors.TransparencyLogError`: an
 infrastructure failure, never a silent pass.
 """
@@ -31,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from webhook.errors import TransparencyLogError, VerificationError
+from webhook.oci.limits import RequestLimiter
 from webhook.verify.keys import PublicKey, spki_der
 from webhook.verify.tlog import TlogEntry
 from webhook.verify.trustroot import TransparencyLog, TrustedRoot
@@ -91,7 +94,10 @@ class _Cached:
 
 
 class RekorClient:
-    """Async Rekor v1 client with a bounded TTL cache and single-flight; share one per process."""
+    """Async Rekor v1 client with a bounded TTL cache and single-flight; share one per process.
+
+    ``limiter`` is the process-wide bound on in-flight requests (the registry clients' one).
+    """
 
     def __init__(
         self,
@@ -102,7 +108,9 @@ class RekorClient:
         not_found_ttl: float = 60.0,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        limiter: RequestLimiter | None = None,
     ) -> None:
+        self.limiter = limiter or RequestLimiter()
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(timeout),
@@ -231,22 +239,35 @@ class RekorClient:
     async def _call(self, base: str, method: str, path: str, body: dict[str, Any] | None) -> Any:
         """One request; None on 404. Transport failures, 5xx and malformed JSON are TransparencyLogError."""
         url = f"{base}{path}"
-        self.request_count += 1
+        async with self.limiter.slot():
+            self.request_count += 1
+            try:
+                async with asyncio.timeout(self._timeout * 2):
+                    content = await self._fetch(base, method, url, body)
+            except (TimeoutError, httpx.TimeoutException) as exc:
+                raise TransparencyLogError(f"Rekor at {base} unreachable: no answer within {self._timeout} s "
+                                           f"({type(exc).__name__})") from exc
+            except httpx.HTTPError as exc:
+                raise TransparencyLogError(f"Rekor at {base} unreachable: {type(exc).__name__}: {exc}") from exc
+        if isinstance(content, int):
+            if content == 404:
+                return None
+            raise TransparencyLogError(f"Rekor at {base} answered {content} to {method} {path}")
         try:
-            async with asyncio.timeout(self._timeout * 2):
-                response = await self._http.request(method, url, json=body)
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise TransparencyLogError(f"Rekor at {base} unreachable: no answer within {self._timeout} s "
-                                       f"({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
-            raise TransparencyLogError(f"Rekor at {base} unreachable: {type(exc).__name__}: {exc}") from exc
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise TransparencyLogError(f"Rekor at {base} answered {response.status_code} to {method} {path}")
-        if len(response.content) > MAX_RESPONSE_BYTES:
-            raise TransparencyLogError(f"Rekor at {base} answered with more than {MAX_RESPONSE_BYTES} bytes")
-        try:
-            return json.loads(response.content)
+            return json.loads(content)
         except (ValueError, UnicodeDecodeError) as exc:
             raise TransparencyLogError(f"Rekor at {base} answered {method} {path} with invalid JSON") from exc
+
+    async def _fetch(self, base: str, method: str, url: str, body: dict[str, Any] | None) -> bytes | int:
+        """The body of a 200 answer, read up to the bound; the status code of any other answer."""
+        async with self._http.stream(method, url, json=body) as response:
+            if response.status_code != 200:
+                return response.status_code
+            content = bytearray()
+            async for chunk in response.aiter_bytes():
+                content += chunk
+                if len(content) > MAX_RESPONSE_BYTES:
+                    raise TransparencyLogError(
+                        f"Rekor at {base} answered with more than {MAX_RESPONSE_BYTES} bytes"
+                    )
+            return bytes(content)

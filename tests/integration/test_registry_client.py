@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -23,12 +24,14 @@ from webhook.oci import (
     Credentials,
     CredentialStore,
     DigestMismatchError,
-    ManifestNotFoundError,
+    EgressTransport,
+    ImageNotFoundError,
     RegistryAuthError,
     RegistryClient,
     RegistryLimits,
     RegistryStatusError,
     RegistryTimeoutError,
+    RequestLimiter,
     SizeLimitError,
     discover_signatures,
     index_covers,
@@ -62,8 +65,14 @@ async def test_resolve_tag_by_head_and_digest_without_request(registry: LocalReg
         assert client.request_count == 1
         assert await client.resolve_digest(ref.with_digest(digest)) == digest
         assert client.request_count == 1
-        with pytest.raises(ManifestNotFoundError, match=r"answered 404 to HEAD manifest nope"):
+        with pytest.raises(ImageNotFoundError) as caught:
             await client.resolve_digest(parse_reference(f"{registry.host}/resolve/app:nope"))
+        with pytest.raises(ImageNotFoundError):  # a repository the registry has never heard of (NAME_UNKNOWN)
+            await client.resolve_digest(parse_reference(f"{registry.host}/never/pushed:v1"))
+    assert str(caught.value) == (
+        f"image {registry.host}/resolve/app:nope does not exist (registry {registry.host} answered 404)"
+    )
+    assert not isinstance(caught.value, RegistryError)
 
 
 async def test_discover_legacy_signature_by_digest(registry: LocalRegistry) -> None:
@@ -261,3 +270,30 @@ async def test_refused_connection() -> None:
         with pytest.raises(RegistryError, match=f"registry {host} could not be reached for HEAD manifest") as caught:
             await client.resolve_digest(parse_reference(f"{host}/acme/app:v1"))
     assert type(caught.value) is RegistryError  # neither a timeout nor a status: the host is down
+
+
+async def test_clients_share_one_transport_and_one_request_bound(
+    registry: LocalRegistry, token_registry: LocalRegistry
+) -> None:
+    digests = [registry.push_random_image("shared/app", f"v{i}") for i in range(12)]
+    token_digest = token_registry.push_random_image("shared/tok", "v1")
+    limiter = RequestLimiter(3)
+    transport = EgressTransport()
+    try:
+        first = RegistryClient(allow_http=True, transport=transport, limiter=limiter)
+        second = RegistryClient(allow_http=True, transport=transport, limiter=limiter)
+        resolved = await asyncio.gather(
+            *(
+                (first if i % 2 else second).resolve_digest(parse_reference(f"{registry.host}/shared/app:v{i}"))
+                for i in range(12)
+            ),
+            second.resolve_digest(parse_reference(f"{token_registry.host}/shared/tok:v1")),
+        )
+        assert resolved == [*digests, token_digest]
+        assert limiter.peak == 3 and limiter.in_flight == 0
+        assert first.request_count + second.request_count == 12 + 3  # one HEAD each; 401, token, HEAD
+        await first.aclose()  # a client closing leaves the shared connections to the others
+        assert await second.resolve_digest(parse_reference(f"{registry.host}/shared/app:v0")) == digests[0]
+        await second.aclose()
+    finally:
+        await transport.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,7 +13,8 @@ import pytest
 from tests.sigstore_kit import SigstoreKit
 from tests.sigstore_kit.cosign import LegacyImageSignature
 from webhook.errors import TransparencyLogError, VerificationError
-from webhook.rekor import RekorClient, proposed_hashedrekord, rekor_v1_url
+from webhook.oci import RequestLimiter
+from webhook.rekor import MAX_RESPONSE_BYTES, RekorClient, proposed_hashedrekord, rekor_v1_url
 from webhook.verify.cosign import CosignSignature, verify_cosign_material
 from webhook.verify.trustroot import TrustedRoot
 from webhook.verify.verifier import Verifier
@@ -170,3 +172,41 @@ async def test_entry_by_index(kit: SigstoreKit, signed: LegacyImageSignature) ->
 def test_rekor_url_from_trust_root(kit: SigstoreKit) -> None:
     root = TrustedRoot.from_json(kit.trusted_root_json())
     assert rekor_v1_url(root) == kit.rekor_v1.base_url
+
+
+async def test_an_endless_answer_is_not_read_past_the_bound(signed: LegacyImageSignature) -> None:
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(10_000):
+            sent += 1
+            yield b" " * 65536
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=endless())  # chunked: no Content-Length to refuse up front
+
+    async with RekorClient(transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(TransparencyLogError, match=r"answered with more than 4194304 bytes"):
+            await find(client, signed)
+    assert sent * 65536 <= MAX_RESPONSE_BYTES + 65536
+
+
+async def test_rekor_requests_share_the_registry_clients_limiter(kit: SigstoreKit) -> None:
+    limiter = RequestLimiter(2)
+    now = peak = 0
+
+    async def handler(_request: httpx.Request) -> httpx.Response:
+        nonlocal now, peak
+        now += 1
+        peak = max(peak, now)
+        await asyncio.sleep(0.01)
+        now -= 1
+        return httpx.Response(200, json=[])
+
+    async with RekorClient(transport=httpx.MockTransport(handler), limiter=limiter) as client:
+        signatures = [kit.sign_image_legacy("sha256:" + f"{i:02x}" * 32) for i in range(8)]
+        async with limiter.slot():  # a registry request in flight holds one of the two slots
+            results = await asyncio.gather(*(find(client, s) for s in signatures))
+    assert results == [None] * 8
+    assert peak == 1 and limiter.peak == 2

@@ -24,8 +24,12 @@ from webhook.oci.discovery import (
     Signature,
     discover_signatures,
 )
+from webhook.oci.egress import AddressClass, EgressTransport, address_class
 from webhook.oci.errors import (
     DigestMismatchError,
+    EgressRefusedError,
+    ImageBudgetError,
+    ImageNotFoundError,
     ManifestFormatError,
     ManifestNotFoundError,
     RegistryAuthError,
@@ -33,6 +37,7 @@ from webhook.oci.errors import (
     RegistryTimeoutError,
     SizeLimitError,
 )
+from webhook.oci.limits import ImageBudget, RegistryLimits, RequestLimiter
 from webhook.oci.manifest import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -46,7 +51,7 @@ from webhook.oci.manifest import (
     platform_digests,
 )
 from webhook.oci.reference import DOCKER_HUB, ImageReference, parse_reference
-from webhook.oci.transport import Referrers, RegistryLimits, Repository, RepositoryLike, is_loopback_host
+from webhook.oci.transport import Referrers, Repository, RepositoryLike, is_loopback_host
 
 __all__ = [
     "BUNDLE_MEDIA_TYPES",
@@ -58,6 +63,7 @@ __all__ = [
     "OCI_INDEX",
     "OCI_MANIFEST",
     "SIMPLE_SIGNING",
+    "AddressClass",
     "BundleSignature",
     "Challenge",
     "CredentialStore",
@@ -65,6 +71,11 @@ __all__ = [
     "Descriptor",
     "DigestMismatchError",
     "DiscoveredSignatures",
+    "EgressRefusedError",
+    "EgressTransport",
+    "ImageBudget",
+    "ImageBudgetError",
+    "ImageNotFoundError",
     "ImageReference",
     "LegacyAttestation",
     "LegacySignature",
@@ -82,9 +93,11 @@ __all__ = [
     "RegistryTimeoutError",
     "Repository",
     "RepositoryLike",
+    "RequestLimiter",
     "Signature",
     "SizeLimitError",
     "TokenCache",
+    "address_class",
     "discover_signatures",
     "index_covers",
     "is_loopback_host",

@@ -1,186 +1,45 @@
-"""Registry authentication: credentials, challenges, and the Bearer-token dance as an httpx ``Auth`` flow.
+"""Registry authentication: the Bearer-token dance and HTTP Basic as an httpx ``Auth`` flow.
 
 The flow is kept out of the client (httpx's own design): the client sends plain requests and
 ``RegistryAuth`` answers 401 challenges. It learns per host which scheme the registry wants, so
 later requests authenticate up front and cost no extra 401 round trip, and caches tokens per
-(host, scope) until shortly before they expire.
+(host, scope) until shortly before they expire. Token requests go out through the client's
+sender, which applies the egress rules to the realm.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
-import logging
 import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import httpx
 
-from webhook.errors import InputError, RegistryError
+from webhook.errors import RegistryError
+from webhook.oci.challenges import Challenge, parse_www_authenticate
+from webhook.oci.credentials import Credentials, CredentialStore, normalise_auth_host
+from webhook.oci.egress import peer_address
 from webhook.oci.errors import RegistryAuthError
-from webhook.oci.reference import DOCKER_HUB, DOCKER_HUB_ALIASES
 
-_logger = logging.getLogger(__name__)
+__all__ = [
+    "Challenge",
+    "CredentialStore",
+    "Credentials",
+    "RegistryAuth",
+    "TokenCache",
+    "TokenRequest",
+    "TokenSender",
+    "normalise_auth_host",
+    "parse_www_authenticate",
+    "scope_for",
+]
 
 _MAX_TOKEN_RESPONSE = 64 * 1024
 _DEFAULT_TOKEN_LIFETIME = 60  # seconds; the Docker token spec's default when expires_in is absent
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-
-
-# --- credentials ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """A username and password (or registry token used as a password)."""
-
-    username: str
-    password: str = field(repr=False)
-
-    def basic_header(self) -> str:
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
-def normalise_auth_host(key: str) -> str:
-    """Auth entry key to host: ``https://index.docker.io/v1/`` → ``index.docker.io`` (no scheme/path/case)."""
-    host = key.strip()
-    for prefix in ("https://", "http://"):
-        if host.lower().startswith(prefix):
-            host = host[len(prefix) :]
-            break
-    host = host.split("/", 1)[0].lower()
-    return DOCKER_HUB if host in DOCKER_HUB_ALIASES else host
-
-
-class CredentialStore:
-    """Credentials by registry host, as read from Docker config JSON (Kubernetes pull secrets)."""
-
-    def __init__(self, entries: Mapping[str, Credentials] | None = None) -> None:
-        self._by_host: dict[str, Credentials] = {}
-        for host, creds in (entries or {}).items():
-            self.add(host, creds)
-
-    def add(self, host: str, credentials: Credentials) -> None:
-        self._by_host[normalise_auth_host(host)] = credentials
-
-    def lookup(self, host: str) -> Credentials | None:
-        """Credentials for a registry host (with or without scheme/port as configured)."""
-        return self._by_host.get(normalise_auth_host(host))
-
-    def hosts(self) -> list[str]:
-        return sorted(self._by_host)
-
-    def merged(self, other: CredentialStore) -> CredentialStore:
-        """A new store with ``other``'s entries winning on conflicts."""
-        store = CredentialStore()
-        store._by_host = {**self._by_host, **other._by_host}
-        return store
-
-    @classmethod
-    def from_docker_config(cls, document: bytes | str | Mapping[str, Any]) -> CredentialStore:
-        """Parse ``{"auths": {host: {"auth": b64(user:pass)} | {"username", "password"}}}``.
-
-        Also accepts the older ``.dockercfg`` shape (the host map at the top level). Entries
-        with only an ``identitytoken`` (OAuth refresh tokens) are skipped with a log line.
-        """
-        if isinstance(document, bytes | str):
-            try:
-                document = json.loads(document)
-            except ValueError as exc:
-                raise InputError(f"docker config is not valid JSON: {exc}") from exc
-        if not isinstance(document, Mapping):
-            raise InputError("docker config must be a JSON object")
-        auths = document.get("auths", document)
-        if not isinstance(auths, Mapping):
-            raise InputError('docker config "auths" must be an object')
-        store = cls()
-        for host, entry in auths.items():
-            if not isinstance(entry, Mapping):
-                raise InputError(f"docker config entry for {host!r} must be an object")
-            creds = _entry_credentials(str(host), entry)
-            if creds is not None:
-                store.add(str(host), creds)
-        return store
-
-
-def _entry_credentials(host: str, entry: Mapping[str, Any]) -> Credentials | None:
-    encoded = entry.get("auth")
-    if isinstance(encoded, str) and encoded:
-        try:
-            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise InputError(
-                f"docker config entry for {host!r}: 'auth' is not base64 of user:password"
-            ) from exc
-        username, sep, password = decoded.partition(":")
-        if not sep:
-            raise InputError(f"docker config entry for {host!r}: 'auth' has no ':' between user and password")
-        return Credentials(username, password)
-    user, secret = entry.get("username"), entry.get("password")
-    if isinstance(user, str) and isinstance(secret, str) and user:
-        return Credentials(user, secret)
-    if entry.get("identitytoken"):
-        _logger.warning("docker config entry for %s has only an identitytoken; not supported, ignored", host)
-        return None
-    raise InputError(f"docker config entry for {host!r} has neither 'auth' nor 'username'/'password'")
-
-
-# --- WWW-Authenticate -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    """One challenge of a ``WWW-Authenticate`` header; ``scheme`` is lower case."""
-
-    scheme: str
-    params: Mapping[str, str]
-
-
-_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"')
-
-
-def parse_www_authenticate(values: str | list[str]) -> list[Challenge]:
-    """Parse RFC 7235 challenges: several per header, several headers, quoted params with commas."""
-    text = ", ".join(values) if isinstance(values, list) else values
-    challenges: list[tuple[str, dict[str, str]]] = []
-    pos, end = 0, len(text)
-    while pos < end:
-        if text[pos] in " \t,":
-            pos += 1
-            continue
-        match = _TOKEN_RE.match(text, pos)
-        if match is None:  # garbage: skip a character rather than give up on the rest
-            pos += 1
-            continue
-        word, pos = match.group(0), match.end()
-        probe = pos
-        while probe < end and text[probe] in " \t":
-            probe += 1
-        if probe < end and text[probe] == "=" and challenges:
-            probe += 1
-            while probe < end and text[probe] in " \t":
-                probe += 1
-            quoted = _QUOTED_RE.match(text, probe)
-            if quoted is not None:
-                value, pos = re.sub(r"\\(.)", r"\1", quoted.group(1)), quoted.end()
-            else:
-                bare = _TOKEN_RE.match(text, probe)
-                value, pos = (bare.group(0), bare.end()) if bare else ("", probe)
-            challenges[-1][1][word.lower()] = value
-        else:
-            challenges.append((word.lower(), {}))
-    return [Challenge(scheme, params) for scheme, params in challenges]
-
-
-# --- tokens -----------------------------------------------------------------------------------
 
 
 class TokenCache:
@@ -225,6 +84,7 @@ class TokenCache:
 class _BearerEndpoint:
     realm: str
     service: str | None
+    peer: str | None  # the address of the registry that named this realm
 
 
 _BASIC = "basic"
@@ -237,16 +97,21 @@ def scope_for(url: httpx.URL) -> str:
     return f"repository:{match.group(1)}:pull" if match else ""
 
 
-def _is_loopback(host: str) -> bool:
-    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    """A token fetch for the registry request ``registry``: where, with which headers, and who asked.
+
+    ``peer`` is the address the challenging registry answered from (None when unknown); the
+    sender decides from it and ``registry`` whether the realm may be contacted at all.
+    """
+
+    url: httpx.URL
+    headers: Mapping[str, str]
+    registry: httpx.URL
+    peer: str | None
 
 
-TokenSender = Callable[[httpx.Request], Awaitable[httpx.Response]]
-
-
-async def _send_with_fresh_client(request: httpx.Request) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=10.0) as client:
-        return await client.send(request)  # read whole, then closed: the caller only needs the body
+TokenSender = Callable[[TokenRequest], Awaitable[httpx.Response]]
 
 
 class RegistryAuth(httpx.Auth):
@@ -257,13 +122,13 @@ class RegistryAuth(httpx.Auth):
         credentials: CredentialStore | None = None,
         *,
         token_cache: TokenCache | None = None,
-        send: TokenSender | None = None,
+        send: TokenSender,
     ) -> None:
-        """``send`` sends a token request (unauthenticated, streaming); RegistryClient passes its own
-        so token fetches share its connection pool, timeouts and request counter."""
+        """``send`` sends a token request (unauthenticated, streaming) through the client's egress
+        rules, connection pool, timeouts and request counter."""
         self.credentials = credentials if credentials is not None else CredentialStore()
         self.tokens = token_cache if token_cache is not None else TokenCache()
-        self._send = send or _send_with_fresh_client
+        self._send = send
         self._schemes: dict[str, str | _BearerEndpoint] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -299,7 +164,7 @@ class RegistryAuth(httpx.Auth):
         basic = next((c for c in challenges if c.scheme == "basic"), None)
 
         if bearer is not None:
-            endpoint = _BearerEndpoint(bearer.params["realm"], bearer.params.get("service"))
+            endpoint = _BearerEndpoint(bearer.params["realm"], bearer.params.get("service"), peer_address(response))
             self._remember(host, endpoint)
             # A challenge may ask for more than we guessed (e.g. another repository): ask for both.
             scopes = [scope, *bearer.params.get("scope", "").split(" ")]
@@ -322,16 +187,14 @@ class RegistryAuth(httpx.Auth):
 
     def _token_request(
         self, request: httpx.Request, endpoint: _BearerEndpoint, scopes: list[str], creds: Credentials | None
-    ) -> httpx.Request:
-        realm = httpx.URL(endpoint.realm)
+    ) -> TokenRequest:
+        try:
+            realm = httpx.URL(endpoint.realm)
+        except httpx.InvalidURL:
+            realm = httpx.URL()
         if realm.scheme not in ("http", "https") or not realm.host:
             raise RegistryError(
-                f"registry {request.url.netloc.decode()} sent an unusable token realm {endpoint.realm!r}"
-            )
-        if realm.scheme == "http" and request.url.scheme == "https" and not _is_loopback(realm.host):
-            # Never downgrade: a TLS registry must not make us send credentials or fetch tokens in clear.
-            raise RegistryError(
-                f"registry {request.url.netloc.decode()} points to plain-http token realm {endpoint.realm}"
+                f"registry {request.url.netloc.decode()} sent an unusable token realm {endpoint.realm[:200]!r}"
             )
         params: list[tuple[str, str | int | float | bool | None]] = []
         if endpoint.service:
@@ -340,7 +203,7 @@ class RegistryAuth(httpx.Auth):
         headers = {"Accept": "application/json"}
         if creds is not None:
             headers["Authorization"] = creds.basic_header()
-        return httpx.Request("GET", realm.copy_merge_params(params), headers=headers)
+        return TokenRequest(realm.copy_merge_params(params), headers, request.url, endpoint.peer)
 
     async def _fetch_token(
         self,

@@ -7,7 +7,12 @@
     ├── RegistryTimeoutError        no answer within the configured time
     ├── DigestMismatchError         content does not hash to the digest it was fetched by (tampering)
     ├── SizeLimitError              a manifest, blob or list is larger than the configured bound
+    │   └── ImageBudgetError        one image's signature discovery would fetch more than its byte budget
+    ├── EgressRefusedError          a URL or address we refuse to contact (SSRF guard); names host and rule
     └── ManifestFormatError         a manifest or index that is not the JSON shape the OCI spec defines
+
+    ImageNotFoundError              (a SignetError, not infrastructure) the registry says the image
+                                    does not exist: a verdict about the reference, not an outage
 
 Every message names the registry host and the operation, e.g.
 ``registry 127.0.0.1:5000 answered 500 to GET manifest sha256-….sig of acme/app``.
@@ -15,7 +20,7 @@ Every message names the registry host and the operation, e.g.
 
 from __future__ import annotations
 
-from webhook.errors import RegistryError
+from webhook.errors import RegistryError, SignetError
 
 
 class RegistryStatusError(RegistryError):
@@ -60,6 +65,40 @@ class SizeLimitError(RegistryError):
     def __init__(self, reason: str, *, limit: int) -> None:
         super().__init__(reason)
         self.limit = limit
+
+
+class ImageBudgetError(SizeLimitError):
+    """One image's signature discovery needs more bytes than its budget; discovery stops."""
+
+    def __init__(self, reason: str, *, image: str, limit: int) -> None:
+        super().__init__(reason, limit=limit)
+        self.image = image
+
+
+class EgressRefusedError(RegistryError):
+    """A request we refuse to send: a redirect, token realm or address outside the egress rules."""
+
+    def __init__(self, reason: str, *, host: str, rule: str, context: str | None = None) -> None:
+        super().__init__(f"{context}: refused, {reason}" if context else reason)
+        self.host = host
+        self.rule = rule
+        self.context = context
+
+    def within(self, context: str) -> EgressRefusedError:
+        """This refusal, saying which registry request it stopped (once: the innermost context wins)."""
+        if self.context is not None:
+            return self
+        return EgressRefusedError(self.reason, host=self.host, rule=self.rule, context=context)
+
+
+class ImageNotFoundError(SignetError):
+    """The registry answered 404 for the image's own tag or digest: the reference names nothing."""
+
+    def __init__(self, reason: str, *, image: str, registry: str, status: int = 404) -> None:
+        super().__init__(reason)
+        self.image = image
+        self.registry = registry
+        self.status = status
 
 
 class ManifestFormatError(RegistryError):

@@ -1,4 +1,4 @@
-"""Small pieces of the registry client: limits, repository names, request counting, link paging."""
+"""Small pieces of the registry client: repository names, request counting, link paging."""
 
 from __future__ import annotations
 
@@ -9,27 +9,21 @@ from typing import Literal, Protocol
 
 import httpx
 
-from webhook.errors import RegistryError
+from webhook.oci.errors import EgressRefusedError
+from webhook.oci.limits import RegistryLimits
 from webhook.oci.manifest import Descriptor
 
-MiB = 1024 * 1024
+__all__ = [
+    "CountingTransport",
+    "Referrers",
+    "RegistryLimits",
+    "Repository",
+    "RepositoryLike",
+    "is_loopback_host",
+    "next_page_url",
+]
+
 _LINK_NEXT_RE = re.compile(r'<([^>]*)>\s*;[^,]*rel="?next"?')
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryLimits:
-    """Bounds on what one registry may make us read or wait for; small by default (admission path)."""
-
-    max_manifest_bytes: int = 4 * MiB
-    max_blob_bytes: int = 4 * MiB
-    max_layers: int = 1000
-    max_redirects: int = 5
-    max_referrers: int = 1000
-    max_referrer_pages: int = 10
-    connect_timeout: float = 3.0
-    read_timeout: float = 5.0
-    operation_timeout: float = 8.0
-    max_connections: int = 32
 
 
 class RepositoryLike(Protocol):
@@ -58,10 +52,14 @@ class Referrers:
 
 
 class CountingTransport(httpx.AsyncBaseTransport):
-    """Counts requests that reach the wire (token fetches and redirects included)."""
+    """Counts requests that reach the wire (token fetches and redirects included).
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+    Closes ``inner`` only when ``owned``: a transport shared by several clients outlives each of them.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, owned: bool = True) -> None:
         self.inner = inner
+        self.owned = owned
         self.count = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -69,7 +67,8 @@ class CountingTransport(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        if self.owned:
+            await self.inner.aclose()
 
 
 def is_loopback_host(host: str) -> bool:
@@ -90,8 +89,12 @@ def next_page_url(link: str, current: httpx.URL, base: httpx.URL) -> str | None:
         return None
     url = current.join(match.group(1))
     if (url.scheme, url.netloc) != (base.scheme, base.netloc):
-        # A pagination link must not send our token to another host.
-        raise RegistryError(
-            f"registry {base.netloc.decode()} sent a referrers page link to another host: {url}"
+        # A pagination link must not send our token, or us, to another host.
+        rule = "referrers pages must stay on the registry's own origin"
+        raise EgressRefusedError(
+            f"registry {base.netloc.decode()} sent a referrers page link to {url.netloc.decode() or url.scheme}: "
+            f"refused, {rule}",
+            host=url.netloc.decode(),
+            rule=rule,
         )
     return str(url)

@@ -8,9 +8,10 @@ import httpx
 import pytest
 
 from tests.unit.oci.fake_registry import OCI_INDEX, FakeRegistry, digest_of, dumps
-from webhook.errors import InputError, RegistryError
+from webhook.errors import InfrastructureError, InputError, RegistryError
 from webhook.oci import (
     DigestMismatchError,
+    ImageNotFoundError,
     ManifestNotFoundError,
     RegistryClient,
     RegistryLimits,
@@ -73,10 +74,25 @@ async def test_missing_digest_header_falls_back_to_get_and_hashes() -> None:
         assert client.request_count == 2
 
 
-async def test_unknown_tag_is_not_found() -> None:
+async def test_unknown_tag_is_a_verdict_not_an_outage() -> None:
     async with client_for(FakeRegistry()) as client:
-        with pytest.raises(ManifestNotFoundError, match=r"registry.test answered 404 .* does not exist"):
+        with pytest.raises(ImageNotFoundError) as caught:
             await client.resolve_digest(parse_reference("registry.test/acme/app:nope"))
+    assert str(caught.value) == "image registry.test/acme/app:nope does not exist (registry registry.test answered 404)"
+    assert not isinstance(caught.value, InfrastructureError)  # onError must not turn a typo into an admission
+
+
+async def test_unknown_tag_without_digest_header_is_a_verdict_too() -> None:
+    async with client_for(FakeRegistry(send_digest_header=False)) as client:
+        with pytest.raises(ImageNotFoundError, match=r"does not exist \(registry registry.test answered 404\)"):
+            await client.resolve_digest(parse_reference("registry.test/acme/app:nope"))
+
+
+async def test_missing_manifest_by_digest_stays_a_registry_error() -> None:
+    # A digest the caller got from the registry (a referrer, an index child) vanishing is the registry's fault.
+    async with client_for(FakeRegistry()) as client:
+        with pytest.raises(ManifestNotFoundError, match=r"answered 404 to GET manifest"):
+            await client.get_manifest(REPO, "sha256:" + "1" * 64)
 
 
 async def test_get_manifest_checks_digest() -> None:
