@@ -1,9 +1,16 @@
 """The admission server: a FastAPI app built by ``create_app(config)``; nothing happens at import.
 
 Routes (ARCHITECTURE.md §3): ``POST /validate``, ``POST /mutate``, ``GET /healthz``,
-``GET /readyz``, ``GET /metrics``. The two admission routes are plain Starlette endpoints: the
-body is read as bytes, parsed by ``webhook.admission`` with orjson, and answered with bytes; no
-pydantic model or dependency injection on the hot path.
+``GET /readyz``, ``GET /metrics`` (the last three on their own plain-HTTP app with
+``--metrics-port``, see ``ops_app``). The two admission routes are plain Starlette endpoints: the
+body is streamed within bounds (``admission.read_body``: size, JSON values, time), parsed by
+``webhook.admission`` with orjson, and answered with bytes; no pydantic model or dependency
+injection on the hot path.
+
+Nothing one request sends holds the event loop for long: a review naming more than
+``--max-images`` distinct images is denied before any verification, and the Python walks over a
+large review (finding its images, building its patch) run in a worker thread, where the
+interpreter's switch interval lets the loop answer others (``/healthz`` included) meanwhile.
 
 Two error channels (STYLE.md, kopf): a malformed review is HTTP 400; every decision, including
 "we failed", is HTTP 200. An unexpected exception while deciding becomes a denial ("internal
@@ -23,19 +30,23 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, ParamSpec, Protocol, TypeVar
 
 import orjson
 from fastapi import FastAPI
-from starlette.requests import Request
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from webhook.admission import (
     AdmissionReview,
     ImageOutcome,
     MalformedReviewError,
+    UnreadableBodyError,
     UnreadableWorkloadError,
+    VerificationPlan,
     audit_annotations,
     denial_message,
     denied,
@@ -43,33 +54,35 @@ from webhook.admission import (
     parse_review,
     pinning_patch,
     plan_verification,
+    read_body,
     respond,
     skipped,
     unreadable,
 )
 from webhook.audit import AuditLog
 from webhook.cluster import ClusterIntegration
-from webhook.config import ServerConfig, default_policies
+from webhook.config import ServerConfig
 from webhook.errors import InputError, TrustError
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.oci import CredentialStore
-from webhook.policy.loader import LoadResult, load_directory, load_text
+from webhook.policy.loader import LoadResult, load_directory
 from webhook.policy.matching import PolicySet, PolicyStore
 from webhook.tls import CertificateReloader
 from webhook.trust.provider import TrustRootProvider
 
 if TYPE_CHECKING:
-    from webhook.engine import ImageDecision
+    from webhook.decision import ImageDecision
 
 _logger = logging.getLogger(__name__)
 
 JSON: Final = "application/json"
-MAX_BODY: Final = 16 * 1024 * 1024  # the API server sends at most ~3 MiB objects
+# Above this, a review's Python work runs in a thread (below it the hand-off would cost more than it saves).
+LARGE_REVIEW: Final = 256 * 1024
 INTERNAL_ERROR: Final = "signet internal error: the object was not checked and is denied (see the signet log)"
 
 
 class DecisionEngine(Protocol):
-    """What the app needs from ``webhook.engine.Engine`` (the seam unit tests fake)."""
+    """What the app needs from ``webhook.decision.Engine`` (the seam unit tests fake)."""
 
     async def decide(self, images: Sequence[str], namespace: str | None,
                      credentials: CredentialStore | None = None) -> list[ImageDecision]: ...
@@ -91,22 +104,22 @@ class LoadedPolicies:
 
 
 def load_policies(config: ServerConfig) -> LoadedPolicies:
-    """``--policies DIR`` or the packaged examples; invalid documents are logged and skipped.
+    """``--policies DIR``, or none at all (every image is then denied, by noMatchPolicy).
 
-    Raises ``PolicyError`` (an InputError) when the directory does not exist.
+    A document that is invalid or cannot be enforced stays in force as a fail-closed stand-in
+    that denies its images, and keeps the server from reporting ready. Raises ``PolicyError``
+    (an InputError) when the directory does not exist.
     """
-    if config.policies_dir is not None:
-        result = load_directory(config.policies_dir)
+    if config.policies_dir is None:
+        _logger.warning("no --policies given: no policies are loaded, so every image is handled by "
+                        "noMatchPolicy (%s)", config.no_match_policy)
+        result = LoadResult()
     else:
-        packaged = default_policies()
-        if isinstance(packaged, Path):
-            result = load_directory(packaged)
-        else:  # a zipped install: concatenate the documents
-            texts = [f.read_text(encoding="utf-8") for f in sorted(packaged.iterdir(), key=lambda f: f.name)
-                     if f.name.endswith((".yaml", ".yml"))]
-            result = load_text("\n---\n".join(texts), "embedded example policies")
+        result = load_directory(config.policies_dir)
     for problem in result.problems:
-        _logger.error("policy ignored: %s", problem)
+        _logger.error("policy problem: %s", problem)
+    for key in result.fail_closed:
+        _logger.error("%s cannot be enforced as written: every image it covers is denied until it is fixed", key)
     for warning in result.warnings:
         _logger.warning("policy: %s", warning)
     policy_set = PolicySet.from_load_result(result, no_match_policy=config.no_match_policy)
@@ -195,29 +208,48 @@ class _State:
         return await self.cluster.public_key(namespace, name)
 
     def ready(self) -> bool:
+        """Trust root, engine and cluster policies are in, and every ``--policies`` document is usable.
+
+        Problems of objects in the cluster do not count: a tenant's broken ImagePolicy must not take
+        every replica out of service (its status says what is wrong).
+        """
         return (self.trust is not None and self.trust.ready and self.policies is not None and self.engine is not None
-                and (self.cluster is None or self.cluster.ready))
+                and not self.policies.result.problems and (self.cluster is None or self.cluster.ready))
 
     # -- deciding ---------------------------------------------------------------------------------
 
-    async def decide(self, review: AdmissionReview, mutate: bool) -> _Decision:
+    async def decide(self, review: AdmissionReview, mutate: bool, *, large: bool = False) -> _Decision:
         try:
-            plan = plan_verification(review)
+            plan = await _run(large, plan_verification, review)
         except UnreadableWorkloadError as exc:  # before InputError handling: it is one
             return _Decision(unreadable(review, exc), "deny", "unreadable", exc.diagnostics(), ())
         if not plan.images:
             return _Decision(skipped(review, plan.reason), "allow", "skipped", plan.reason, ())
+        distinct = await _run(large, lambda: plan.distinct)
+        if len(distinct) > self.config.max_images:
+            return self._too_many_images(review, len(distinct))
         if self.engine is None:
             raise RuntimeError("the decision engine is not running")
         started = time.perf_counter()
-        distinct = plan.distinct
         credentials = await self.cluster.credentials(review) if self.cluster is not None else None
         decisions = await self.engine.decide(distinct, review.namespace or None, credentials)
         self.metrics.verification.observe(time.perf_counter() - started)
+        return await _run(large, self._answer, review, plan, distinct, decisions, mutate)
+
+    def _too_many_images(self, review: AdmissionReview, count: int) -> _Decision:
+        """Denied unverified: verifying every image of a huge review would hold the server for everyone."""
+        message = (f"signet denies this {review.kind.kind or 'object'}: it names {count} distinct images, more than "
+                   f"the {self.config.max_images} one admission review may verify (signet serve --max-images); "
+                   "no image was verified")
+        body = denied(review, message, audit_annotations=audit_annotations("deny", reason=message))
+        return _Decision(body, "deny", "too_many_images", message, ())
+
+    def _answer(self, review: AdmissionReview, plan: VerificationPlan, distinct: Sequence[str],
+                decisions: Sequence[ImageDecision], mutate: bool) -> _Decision:
         by_image = {d.image: d for d in decisions}
         missing = [image for image in distinct if image not in by_image]
         if missing:  # never allow an image the engine did not answer for
-            raise RuntimeError(f"the engine returned no decision for {missing}")
+            raise RuntimeError(f"the engine returned no decision for {missing[:8]}")
         outcomes = [by_image[image].outcome for image in distinct]
         patch = None
         if mutate:
@@ -232,18 +264,22 @@ class _State:
 
     async def admission(self, request: Request, route: str) -> Response:
         started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY:
-            error = MalformedReviewError(f"body of {length} bytes is larger than {MAX_BODY}")
-            return Response(malformed_body(error), status_code=400, media_type=JSON)
-        body = await request.body()
         try:
+            body = await read_body(request.stream(), declared_length=request.headers.get("content-length"),
+                                   timeout=self.config.read_timeout)
             review = parse_review(body)
+        except UnreadableBodyError as exc:
+            self.metrics.decision(route, "malformed", "body_refused", time.perf_counter() - started)
+            # The server's protocol ends the connection: the client may still be sending what we refused.
+            return Response(malformed_body(exc, code=exc.code, reason=exc.status), status_code=exc.code,
+                            media_type=JSON)
         except MalformedReviewError as exc:
             self.metrics.decision(route, "malformed", "malformed", time.perf_counter() - started)
             return Response(malformed_body(exc), status_code=400, media_type=JSON)
+        except ClientDisconnect:  # gone before the body arrived: there is nobody to answer
+            return Response(status_code=400)
         try:
-            decision = await self.decide(review, mutate=route == "mutate")
+            decision = await self.decide(review, mutate=route == "mutate", large=len(body) > LARGE_REVIEW)
         except Exception:
             _logger.exception("internal error deciding %s %s/%s (uid %s); denying", review.kind.kind,
                               review.namespace, review.name, review.uid)
@@ -300,23 +336,28 @@ class _State:
             self.trust.stop()
 
     def _build_engine(self, trust: TrustRootProvider) -> tuple[DecisionEngine, list[Callable[[], Awaitable[None]]]]:
-        from webhook.engine import Engine, EngineSettings
-        from webhook.oci import RegistryClient
+        from webhook.decision import Engine, EngineSettings
+        from webhook.oci import EgressTransport, RegistryClient, RegistryLimits, RequestLimiter
         from webhook.rekor import RekorClient
 
         config = self.config
         settings = EngineSettings(on_error=config.on_error, deadline=config.deadline,
+                                  images_in_flight=config.images_in_flight,
                                   **config.cache_ttls())  # type: ignore[arg-type]
-        registry = RegistryClient(allow_http=config.allow_http_registry, mirrors=dict(config.registry_mirrors))
-        rekor = RekorClient()
+        # One bound on requests in flight and one guarded connection pool for every client: reviews
+        # with different pull secrets share them, and egress rules apply to every connection.
+        limiter = RequestLimiter(config.max_registry_requests)
+        transport = EgressTransport(max_connections=RegistryLimits().max_connections)
 
-        def registry_for(credentials: CredentialStore) -> RegistryClient:
+        def registry_for(credentials: CredentialStore | None) -> RegistryClient:
             return RegistryClient(credentials=credentials, allow_http=config.allow_http_registry,
-                                  mirrors=dict(config.registry_mirrors))
+                                  mirrors=dict(config.registry_mirrors), limiter=limiter, transport=transport)
 
+        registry = registry_for(None)
+        rekor = RekorClient(limiter=limiter)
         engine = Engine(policies=self.current_policies, trust_root=lambda: trust.current, registry=registry,
                         rekor=rekor, settings=settings, registry_for=registry_for, secret_key=self.secret_key)
-        return engine, [registry.aclose, rekor.aclose]
+        return engine, [registry.aclose, rekor.aclose, transport.aclose]
 
 
 def create_app(
@@ -351,7 +392,8 @@ def create_app(
                 "loaded": loaded is not None,
                 "source": loaded.source if loaded else state.config.policies_location(),
                 "count": len(loaded.result.policies) if loaded else 0,
-                "problems": len(loaded.result.problems) if loaded else 0,
+                "problems": [str(p) for p in loaded.result.problems[:50]] if loaded else [],
+                "failClosed": list(loaded.result.fail_closed) if loaded else [],
             },
         }
         return Response(orjson.dumps(details), status_code=200 if ready else 503, media_type=JSON)
@@ -362,10 +404,33 @@ def create_app(
     # Plain Starlette routes: no request validation or OpenAPI machinery per call.
     app.add_route("/validate", validate, methods=["POST"])
     app.add_route("/mutate", mutate, methods=["POST"])
-    app.add_route("/healthz", healthz, methods=["GET"])
-    app.add_route("/readyz", readyz, methods=["GET"])
-    app.add_route("/metrics", metrics, methods=["GET"])
+    ops = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"]),
+           Route("/metrics", metrics, methods=["GET"])]
+    if config.metrics_port is None:
+        app.router.routes.extend(ops)
+    else:
+        app.state.ops = Starlette(routes=ops)
     return app
+
+
+def ops_app(app: FastAPI) -> ASGIApp | None:
+    """The health, readiness and metrics app of ``--metrics-port`` (None: those routes are on ``app``).
+
+    It has no lifespan of its own: ``app``'s lifespan starts and stops what both serve.
+    """
+    ops: ASGIApp | None = getattr(app.state, "ops", None)
+    return ops
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+async def _run(large: bool, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """``function`` on the loop, or in a worker thread for a large review (its Python work would hold the loop)."""
+    if large:
+        return await asyncio.to_thread(function, *args, **kwargs)
+    return function(*args, **kwargs)
 
 
 def _epoch(when: datetime | None) -> float:

@@ -4,6 +4,10 @@ The line is built with orjson and logged as the message itself, so a handler wit
 ``%(message)s`` (what ``signet serve`` installs on stdout) emits exactly one JSON object per
 line. Texts that came from the request or a certificate are cleaned (``outcome.clean``) so a
 crafted image name or SAN cannot split the line.
+
+Every field is bounded, and so is the line: at most ``MAX_LINE`` bytes (64 KiB, under what log
+shippers accept as one record). When the images do not all fit, the line keeps those that do, in
+order, and says ``"truncated": true`` with ``"imagesOmitted"``: the count of those left out.
 """
 
 from __future__ import annotations
@@ -19,22 +23,28 @@ from webhook.admission.outcome import ImageOutcome, clean
 from webhook.admission.review import AdmissionReview
 
 AUDIT_LOGGER: Final = "signet.audit"
+MAX_LINE: Final = 64 * 1024
 _MAX_TEXT: Final = 1024
+_MAX_NAME: Final = 256
 
 
 def image_record(outcome: ImageOutcome) -> dict[str, Any]:
     """The per-image part of an audit line (None fields kept: auditors grep for them)."""
     return {
-        "reference": clean(outcome.reference, 256),
-        "digest": outcome.digest,
-        "policy": outcome.policy,
-        "authority": outcome.authority,
+        "reference": clean(outcome.reference, _MAX_NAME),
+        "digest": _bounded(outcome.digest),
+        "policy": _bounded(outcome.policy),
+        "authority": _bounded(outcome.authority),
         "verdict": outcome.verdict,
         "reason": clean(outcome.reason, _MAX_TEXT),
-        "signer": clean(outcome.signer, 256) if outcome.signer else None,
-        "issuer": clean(outcome.issuer, 256) if outcome.issuer else None,
+        "signer": _bounded(outcome.signer),
+        "issuer": _bounded(outcome.issuer),
         "logIndex": outcome.log_index,
     }
+
+
+def _bounded(text: str | None) -> str | None:
+    return clean(text, _MAX_NAME) if text else None
 
 
 def audit_line(
@@ -47,23 +57,35 @@ def audit_line(
     route: str,
     now: datetime | None = None,
 ) -> bytes:
-    """The JSON document for one decision (bytes, no newline)."""
-    return orjson.dumps({
+    """The JSON document for one decision (bytes, no newline, at most ``MAX_LINE``)."""
+    head = {
         "time": (now or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
         "event": "admission",
         "route": route,
         "uid": clean(review.uid, 128),
-        "user": clean(review.user.username, 256),
-        "namespace": clean(review.namespace, 256),
+        "user": clean(review.user.username, _MAX_NAME),
+        "namespace": clean(review.namespace, _MAX_NAME),
         "kind": clean(review.kind.kind, 128),
-        "name": clean(review.name, 256),
+        "name": clean(review.name, _MAX_NAME),
         "operation": review.operation,
         "dryRun": review.dry_run,
         "decision": decision,
         "reason": clean(reason, _MAX_TEXT) if reason else None,
         "durationMs": round(duration * 1000, 3),
-        "images": [image_record(o) for o in outcomes],
-    })
+    }
+    images = [image_record(o) for o in outcomes]
+    line = orjson.dumps({**head, "images": images})
+    if len(line) <= MAX_LINE:
+        return line
+    # Room for the head, the marker and the JSON punctuation; each image costs its encoding plus a comma.
+    budget = MAX_LINE - len(orjson.dumps({**head, "images": [], "truncated": True, "imagesOmitted": len(images)}))
+    kept = 0
+    for record in images:
+        budget -= len(orjson.dumps(record)) + 1
+        if budget < 0:
+            break
+        kept += 1
+    return orjson.dumps({**head, "images": images[:kept], "truncated": True, "imagesOmitted": len(images) - kept})
 
 
 class AuditLog:

@@ -12,8 +12,6 @@ import argparse
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Final, Literal, TypeAlias
 
@@ -27,14 +25,17 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8443
 DEFAULT_DEADLINE: Final = 8.0
 DEFAULT_TLS_RELOAD_INTERVAL: Final = 5.0
+# Bounds on what one client or one request can cost (issue 9): see each flag's help.
+DEFAULT_MAX_IMAGES: Final = 256
+DEFAULT_READ_TIMEOUT: Final = 10.0
+DEFAULT_MAX_CONNECTIONS: Final = 1000
+DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 5
+DEFAULT_SHUTDOWN_GRACE: Final = 10.0
+DEFAULT_MAX_REGISTRY_REQUESTS: Final = 64
+DEFAULT_IMAGES_IN_FLIGHT: Final = 16
 # cosign's variables (ARCHITECTURE.md §5); only these are kept from the environment.
 SIGSTORE_ENV: Final = ("SIGSTORE_ROOT_FILE", "SIGSTORE_REKOR_PUBLIC_KEY", "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE")
 _LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-
-
-def default_policies() -> Traversable:
-    """The example policies shipped in the package (copies of ``policies/examples``)."""
-    return resources.files("webhook").joinpath("policies_default")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_reload_interval: float = DEFAULT_TLS_RELOAD_INTERVAL
-    policies_dir: Path | None = None  # None: the packaged example policies
+    policies_dir: Path | None = None  # None: no policies (noMatchPolicy decides every image)
     trust_source: TrustSource = "tuf"
     trusted_root: Path | None = None
     tuf_mirror: str | None = None  # None: Sigstore's production mirror
@@ -69,6 +70,21 @@ class ServerConfig:
     cluster: bool = False
     """Watch policy CRDs, record Events, and (when asked) read pull secrets through the Kubernetes API."""
     kubeconfig: Path | None = None
+    max_images: int = DEFAULT_MAX_IMAGES
+    max_registry_requests: int = DEFAULT_MAX_REGISTRY_REQUESTS
+    images_in_flight: int = DEFAULT_IMAGES_IN_FLIGHT
+    """Distinct images one review may name; a review with more is denied unverified."""
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    """Seconds a client has for its TLS handshake, then a request's headers, then its body."""
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Open connections per worker and port; past it the longest-waiting one is closed, or the new one refused."""
+    keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    """After SIGTERM: in-flight requests drain, and the process is gone within this many seconds."""
+    client_ca: Path | None = None
+    """Require a client certificate chaining to this CA (the API server's admission kubeconfig)."""
+    metrics_port: int | None = None
+    """Serve /metrics, /healthz and /readyz on this plain-HTTP port instead of the admission port."""
 
     @property
     def tls(self) -> bool:
@@ -82,20 +98,41 @@ class ServerConfig:
 
     def policies_location(self) -> str:
         """Human description of where policies come from (logs, /readyz)."""
-        return str(self.policies_dir) if self.policies_dir else "embedded example policies"
+        return str(self.policies_dir) if self.policies_dir else "none (--policies not given)"
+
+
+def _engine_defaults() -> dict[str, float]:
+    """The engine's cache TTLs, for ``--help`` (the engine owns them; None in ServerConfig means these)."""
+    from webhook.decision.settings import EngineSettings
+
+    settings = EngineSettings()
+    return {"allow": settings.allow_ttl, "deny": settings.deny_ttl, "signatures": settings.signatures_ttl,
+            "digest": settings.digest_ttl}
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``signet serve`` (ARCHITECTURE.md §7, and those the Helm chart passes)."""
+    """The flags of ``signet serve`` (ARCHITECTURE.md §7, and those the Helm chart passes); help names every default."""
+    ttl = _engine_defaults()
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    parser.add_argument("--tls-cert", metavar="F", help="PEM certificate chain; reloaded when the file changes")
-    parser.add_argument("--tls-key", metavar="F", help="PEM private key of --tls-cert")
+    parser.add_argument("--tls-cert", metavar="F",
+                        help="PEM certificate chain; reloaded when the file changes (default: none, plain HTTP)")
+    parser.add_argument("--tls-key", metavar="F", help="PEM private key of --tls-cert (default: none)")
+    parser.add_argument("--client-ca", metavar="F",
+                        help="require a client certificate issued by this PEM CA, e.g. the one the API server "
+                             "presents through its admission kubeconfig (needs --tls-cert; default: none, any "
+                             "client may connect)")
+    parser.add_argument("--metrics-port", type=int, metavar="P",
+                        help="serve /metrics, /healthz and /readyz over plain HTTP on this port, and only "
+                             "/validate and /mutate on --port (default: none, all on --port)")
     parser.add_argument("--policies", metavar="DIR",
-                        help="directory of policy YAML files (default: the embedded example policies)")
-    parser.add_argument("--trusted-root", metavar="F", help="a trusted_root.json to use instead of TUF")
-    parser.add_argument("--tuf-mirror", metavar="URL", help="TUF mirror to refresh the trust root from")
-    parser.add_argument("--tuf-root", metavar="F", help="TUF root.json to start from (with --tuf-mirror)")
+                        help="directory of policy YAML files (default: none, so noMatchPolicy decides every image)")
+    parser.add_argument("--trusted-root", metavar="F",
+                        help="a trusted_root.json to use instead of TUF (default: none, TUF)")
+    parser.add_argument("--tuf-mirror", metavar="URL",
+                        help="TUF mirror to refresh the trust root from (default: Sigstore's public mirror)")
+    parser.add_argument("--tuf-root", metavar="F",
+                        help="TUF root.json to start from, with --tuf-mirror (default: none)")
     parser.add_argument("--no-match-policy", choices=[m.value for m in NoMatchPolicy], default="deny",
                         help="images no policy matches: deny (default), warn or allow")
     parser.add_argument("--on-error", choices=("deny", "warn", "allow"), default="deny",
@@ -103,23 +140,51 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE, metavar="SECONDS",
                         help=f"per-request verification deadline (default {DEFAULT_DEADLINE:g})")
     parser.add_argument("--allow-http-registry", action="store_true",
-                        help="reach registries on loopback over plain HTTP")
+                        help="reach registries on loopback over plain HTTP (default: off)")
     parser.add_argument("--registry-mirror", action="append", default=[], metavar="HOST=URL",
-                        help="fetch HOST's images from URL (repeatable)")
-    parser.add_argument("--allow-ttl", type=float, metavar="SECONDS", help="how long an allow verdict is cached")
-    parser.add_argument("--deny-ttl", type=float, metavar="SECONDS", help="how long a deny verdict is cached")
+                        help="fetch HOST's images from URL (repeatable; default: none)")
+    parser.add_argument("--allow-ttl", type=float, metavar="SECONDS",
+                        help=f"how long an allow verdict is cached (default {ttl['allow']:g})")
+    parser.add_argument("--deny-ttl", type=float, metavar="SECONDS",
+                        help=f"how long a deny verdict is cached (default {ttl['deny']:g})")
     parser.add_argument("--signatures-ttl", type=float, metavar="SECONDS",
-                        help="how long the signatures found for a digest are cached")
-    parser.add_argument("--digest-ttl", type=float, metavar="SECONDS", help="how long a tag's digest is cached")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
+                        help=f"how long the signatures found for a digest are cached (default {ttl['signatures']:g})")
+    parser.add_argument("--digest-ttl", type=float, metavar="SECONDS",
+                        help=f"how long a tag's digest is cached (default {ttl['digest']:g})")
+    parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES, metavar="N",
+                        help="distinct images one admission review may name; a review naming more is denied "
+                             f"without verifying any (default {DEFAULT_MAX_IMAGES})")
+    parser.add_argument("--max-registry-requests", type=int, default=DEFAULT_MAX_REGISTRY_REQUESTS, metavar="N",
+                        help="registry and Rekor requests in flight at once, for all reviews together "
+                             f"(default {DEFAULT_MAX_REGISTRY_REQUESTS})")
+    parser.add_argument("--images-in-flight", type=int, default=DEFAULT_IMAGES_IN_FLIGHT, metavar="N",
+                        help="images of one review verified at once; the rest of a large review waits for its "
+                             f"own share (default {DEFAULT_IMAGES_IN_FLIGHT})")
+    parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT, metavar="SECONDS",
+                        help="time a client has for its TLS handshake, then for a request's headers, then for its "
+                             "body; also how long a client may leave an answer unread "
+                             f"(default {DEFAULT_READ_TIMEOUT:g})")
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+                        help="open connections per worker and port; a new one past this closes the one waiting "
+                             "longest for a request (or the rest of one), or is refused when every connection has "
+                             f"a request being decided (default {DEFAULT_MAX_CONNECTIONS})")
+    parser.add_argument("--keep-alive-timeout", type=int, default=DEFAULT_KEEP_ALIVE_TIMEOUT, metavar="SECONDS",
+                        help=f"close connections idle this long between requests (default {DEFAULT_KEEP_ALIVE_TIMEOUT})"
+                        )
+    parser.add_argument("--shutdown-grace", type=float, default=DEFAULT_SHUTDOWN_GRACE, metavar="SECONDS",
+                        help="after SIGTERM, in-flight requests may finish; the process exits within this many "
+                             f"seconds whatever is still running (default {DEFAULT_SHUTDOWN_GRACE:g})")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes sharing the port, under a supervising process (default 1)")
     parser.add_argument("--log-level", choices=_LOG_LEVELS, default="info", help="log level (default info)")
     parser.add_argument("--cluster", choices=("auto", "on", "off"), default="auto",
                         help="watch policy CRDs and record denial Events in the cluster "
-                             "(auto: when running in a pod or given --kubeconfig)")
+                             "(default auto: when running in a pod or given --kubeconfig)")
     parser.add_argument("--kubeconfig", metavar="F", help="kubeconfig for the cluster (default: in-cluster)")
-    parser.add_argument("--prewarm", action="store_true", help="verify running pods' images at start (needs a cluster)")
+    parser.add_argument("--prewarm", action="store_true",
+                        help="verify running pods' images at start (needs a cluster; default: off)")
     parser.add_argument("--pull-secrets", action="store_true",
-                        help="use workloads' and service accounts' imagePullSecrets (needs a cluster)")
+                        help="use workloads' and service accounts' imagePullSecrets (needs a cluster; default: off)")
 
 
 def parse_mirrors(values: list[str]) -> dict[str, str]:
@@ -137,6 +202,11 @@ def _positive(value: float | None, flag: str) -> None:
         raise InputError(f"{flag} must be a positive number of seconds, not {value:g}")
 
 
+def _at_least(value: int, minimum: int, flag: str) -> None:
+    if value < minimum:
+        raise InputError(f"{flag} must be at least {minimum}, not {value}")
+
+
 def from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
     """Validate the flags (InputError names the bad one) and snapshot the cosign variables of ``env``."""
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -149,6 +219,18 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
         raise InputError(f"--port {args.port} is not a TCP port")
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
+    if args.client_ca and not args.tls_cert:
+        raise InputError("--client-ca needs --tls-cert/--tls-key: client certificates are checked in the TLS handshake")
+    if args.metrics_port is not None and not (0 < args.metrics_port < 65536 and args.metrics_port != args.port):
+        raise InputError(f"--metrics-port {args.metrics_port} must be a TCP port other than --port")
+    _at_least(args.max_images, 1, "--max-images")
+    _at_least(args.max_registry_requests, 1, "--max-registry-requests")
+    _at_least(args.images_in_flight, 1, "--images-in-flight")
+    # A handful of connections is always needed: probes, a scrape and the API server at once.
+    _at_least(args.max_connections, 8, "--max-connections")
+    _positive(args.read_timeout, "--read-timeout")
+    _at_least(args.keep_alive_timeout, 1, "--keep-alive-timeout")
+    _positive(args.shutdown_grace, "--shutdown-grace")
     _positive(args.deadline, "--deadline")
     _positive(args.allow_ttl, "--allow-ttl")
     _positive(args.deny_ttl, "--deny-ttl")
@@ -191,6 +273,15 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
         pull_secrets=args.pull_secrets,
         cluster=cluster,
         kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+        max_images=args.max_images,
+        max_registry_requests=args.max_registry_requests,
+        images_in_flight=args.images_in_flight,
+        read_timeout=args.read_timeout,
+        max_connections=args.max_connections,
+        keep_alive_timeout=args.keep_alive_timeout,
+        shutdown_grace=args.shutdown_grace,
+        client_ca=Path(args.client_ca) if args.client_ca else None,
+        metrics_port=args.metrics_port,
     )
 
 

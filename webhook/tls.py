@@ -8,6 +8,10 @@ matching yet) must not reach the live context: OpenSSL installs the new certific
 notices that the key does not match, leaving the context unable to complete a handshake. So
 each reload is first tried on a scratch context; only a pair that loads there is loaded into the
 live one, and a failure keeps the old pair and retries on the next poll.
+
+With ``client_ca`` the context requires a client certificate chaining to that CA in the
+handshake (``--client-ca``): a caller without one never reaches the HTTP layer. The CA file is
+read once at start; rotating it means a restart (the pods roll when the chart's value changes).
 """
 
 from __future__ import annotations
@@ -28,12 +32,17 @@ def _stamp(path: Path) -> tuple[int, int]:
 class CertificateReloader:
     """Owns the server context; see the module docstring."""
 
-    def __init__(self, cert: Path, key: Path) -> None:
+    def __init__(self, cert: Path, key: Path, client_ca: Path | None = None) -> None:
         self.cert = cert
         self.key = key
+        self.client_ca = client_ca
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.context.set_alpn_protocols(["http/1.1"])
+        if client_ca is not None:
+            # Raises OSError / ssl.SSLError for an unreadable file or one without a PEM certificate.
+            self.context.load_verify_locations(cafile=str(client_ca))
+            self.context.verify_mode = ssl.CERT_REQUIRED
         self._stamps: tuple[tuple[int, int], tuple[int, int]] | None = None
         self.reloads = 0
         self.load()

@@ -23,30 +23,78 @@ SIGNET = PROJECT / ".venv" / "bin" / "signet"
 
 
 class SignetServer:
-    """``signet serve`` on 127.0.0.1 with the given flags; ``client`` trusts ``ca``."""
+    """``signet serve`` on 127.0.0.1 with the given flags; ``client`` trusts ``ca`` (None: plain HTTP).
 
-    def __init__(self, workdir: Path, ca: Path, *args: str) -> None:
+    The constructor returns once ``/readyz`` answers 200 (``wait_ready=False``: once ``/healthz``
+    does, for a server expected not to become ready). ``metrics=True`` adds ``--metrics-port``
+    (``metrics_url``, where those are then polled); ``client_cert`` is the (certificate, key) the
+    client presents; ``command`` replaces ``signet`` (e.g. a test harness taking the same flags).
+    """
+
+    def __init__(self, workdir: Path, ca: Path | None, *args: str, wait_ready: bool = True, metrics: bool = False,
+                 client_cert: tuple[Path, Path] | None = None, command: list[str] | None = None) -> None:
         self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
+        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{self.port}"
         self.stdout = workdir / "signet.stdout"
         self.stderr = workdir / "signet.stderr"
-        command = [str(SIGNET), "serve", "--host", "127.0.0.1", "--port", str(self.port), *args]
+        flags = ["--host", "127.0.0.1", "--port", str(self.port), *args]
+        self.metrics_url: str | None = None
+        if metrics:
+            metrics_port = free_port()
+            self.metrics_url = f"http://127.0.0.1:{metrics_port}"
+            flags += ["--metrics-port", str(metrics_port)]
         env = {**os.environ, "HOME": str(workdir), "XDG_CACHE_HOME": str(workdir / "c"),
                "XDG_DATA_HOME": str(workdir / "d")}
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
-            self.proc = subprocess.Popen(command, stdout=out, stderr=err, env=env)
-        self.client = httpx.Client(base_url=self.url, verify=ssl.create_default_context(cafile=str(ca)), timeout=30)
+            self.proc = subprocess.Popen([*(command or [str(SIGNET)]), "serve", *flags], stdout=out, stderr=err,
+                                         env=env, cwd=PROJECT)
+        verify: ssl.SSLContext | bool = False
+        if ca is not None:
+            verify = ssl.create_default_context(cafile=str(ca))
+            if client_cert is not None:
+                verify.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+        self.client = httpx.Client(base_url=self.url, verify=verify, timeout=30)
+        ready = httpx.Client(base_url=self.metrics_url) if self.metrics_url else self.client
         started = time.monotonic()
-        while time.monotonic() - started < 20:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"signet serve exited: {self.stderr.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if self.client.get("/readyz").status_code == 200:
-                    self.startup_seconds = time.monotonic() - started
-                    return
-            time.sleep(0.05)
+        try:
+            while time.monotonic() - started < 20:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"signet serve exited: {self.stderr.read_text()[-2000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if ready.get("/readyz" if wait_ready else "/healthz").status_code == 200:
+                        self.startup_seconds = time.monotonic() - started
+                        return
+                time.sleep(0.05)
+        finally:
+            if ready is not self.client:
+                ready.close()
         self.stop()
         raise RuntimeError(f"signet serve not ready in 20 s: {self.stderr.read_text()[-2000:]}")
+
+    def workers(self) -> list[int]:
+        """The worker processes (``signet serve`` supervises its workers from the first process)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+    def peak_rss_kib(self) -> int:
+        """The largest peak resident set (VmHWM) of the workers, in KiB."""
+        peaks = []
+        for pid in self.workers():
+            status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+            peaks.append(int(status["VmHWM"].split()[0]))
+        return max(peaks)
+
+    def terminate(self, timeout: float = 30) -> float:
+        """SIGTERM, then wait for the exit (of the workers too); the seconds it took."""
+        workers = self.workers()
+        started = time.monotonic()
+        self.proc.terminate()
+        self.proc.wait(timeout)
+        while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in workers):
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"workers {workers} still running {timeout} s after SIGTERM")
+            time.sleep(0.01)
+        return time.monotonic() - started
 
     def stop(self) -> None:
         self.client.close()
@@ -57,6 +105,14 @@ class SignetServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+def _state(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("State:"):
+                return line.lower()
+    return "zombie"  # gone
 
 
 class CountingProxy:

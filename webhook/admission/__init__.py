@@ -4,6 +4,7 @@ No network, no verification, no FastAPI: ``review`` parses, ``workload`` finds i
 ``decision`` says what must be verified, ``outcome`` formats verdicts, ``response`` builds the
 answer, ``patch`` pins digests. The app wires them around the verifier:
 
+    body = await read_body(chunks, ...)              # UnreadableBodyError → HTTP 413/408 (size, values, time)
     review = parse_review(body)                      # MalformedReviewError → HTTP 400 malformed_body()
     try:
         plan = plan_verification(review)
@@ -17,6 +18,7 @@ answer, ``patch`` pins digests. The app wires them around the verifier:
 
 from __future__ import annotations
 
+from webhook.admission.body import MAX_BODY, MAX_JSON_VALUES, UnreadableBodyError, read_body
 from webhook.admission.decision import VerificationPlan, changed_images, plan_verification, requires_verification
 from webhook.admission.outcome import ImageOutcome, audit_annotations, denial_message, describe, warnings_for
 from webhook.admission.patch import pin_digest, pinning_patch
@@ -25,10 +27,13 @@ from webhook.admission.review import AdmissionReview, MalformedReviewError, pars
 from webhook.admission.workload import ImageUse, UnreadableWorkloadError, distinct_images, workload_images
 
 __all__ = [
+    "MAX_BODY",
+    "MAX_JSON_VALUES",
     "AdmissionReview",
     "ImageOutcome",
     "ImageUse",
     "MalformedReviewError",
+    "UnreadableBodyError",
     "UnreadableWorkloadError",
     "VerificationPlan",
     "allowed",
@@ -43,6 +48,7 @@ __all__ = [
     "pin_digest",
     "pinning_patch",
     "plan_verification",
+    "read_body",
     "requires_verification",
     "respond",
     "skipped",

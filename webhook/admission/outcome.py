@@ -59,8 +59,10 @@ class ImageOutcome:
 
 def clean(text: str, limit: int) -> str:
     """``text`` on one line (control characters → space), at most ``limit`` characters ("…")."""
-    text = _CONTROL.sub(" ", text)
-    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+    # Cut first: the replacement is one character for one, and a 16 MiB name must not be scanned whole.
+    if len(text) <= limit:
+        return _CONTROL.sub(" ", text)
+    return _CONTROL.sub(" ", text[: max(limit - 1, 0)]) + "…"
 
 
 def short_digest(digest: str) -> str:

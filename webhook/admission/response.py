@@ -141,15 +141,16 @@ def unreadable(review: AdmissionReview, error: SignetError) -> bytes:
     return denied(review, message, audit_annotations=audit_annotations("deny", reason=message))
 
 
-def malformed_body(error: SignetError) -> bytes:
-    """HTTP 400 body for a malformed review: a Kubernetes ``Status`` naming the problem."""
+def malformed_body(error: SignetError, *, code: int = 400, reason: str = "BadRequest") -> bytes:
+    """HTTP 4xx body for a review that was not read or not usable: a Kubernetes ``Status`` naming the problem."""
+    what = "malformed AdmissionReview" if code == 400 else "AdmissionReview not read"
     return orjson.dumps(
         {
             "kind": "Status",
             "apiVersion": "v1",
             "status": "Failure",
-            "reason": "BadRequest",
-            "code": 400,
-            "message": clean(f"malformed AdmissionReview: {error.diagnostics()}", 1024),
+            "reason": reason,
+            "code": code,
+            "message": clean(f"{what}: {error.diagnostics()}", 1024),
         }
     )

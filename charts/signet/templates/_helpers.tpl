@@ -81,6 +81,15 @@ app.kubernetes.io/component: webhook
 {{- end }}
 {{- end }}
 
+{{/* The ConfigMap holding the client CA (`ca.crt`), or "" when callers are not authenticated. */}}
+{{- define "signet.clientCAConfigMapName" -}}
+{{- if .Values.server.clientCA.existingConfigMap }}
+{{- .Values.server.clientCA.existingConfigMap }}
+{{- else if .Values.server.clientCA.pem }}
+{{- printf "%s-client-ca" (include "signet.fullname" .) }}
+{{- end }}
+{{- end }}
+
 {{/* DNS names the serving certificate must cover (the API server calls <svc>.<ns>.svc). */}}
 {{- define "signet.dnsNames" -}}
 {{- $svc := include "signet.fullname" . }}

@@ -31,6 +31,7 @@ SECRET_VALUES: Obj = {"tls": {"mode": "secret", "secretName": "my-webhook-tls",
                               "caBundle": base64.b64encode(CA_PEM.encode()).decode()}}
 PULL_SECRETS_VALUES: Obj = {"pullSecrets": {"enabled": True}, "prewarm": {"enabled": True}}
 PULL_SECRETS_NS_VALUES: Obj = {"pullSecrets": {"enabled": True, "namespaces": ["team-a", "team-b"]}}
+CLIENT_CA_VALUES: Obj = {"server": {"metricsPort": 9090, "clientCA": {"pem": CA_PEM}}}
 
 VALUE_SETS: dict[str, Obj] = {
     "default": {},
@@ -40,6 +41,7 @@ VALUE_SETS: dict[str, Obj] = {
     "secret": SECRET_VALUES,
     "pull-secrets": PULL_SECRETS_VALUES,
     "pull-secrets-namespaced": PULL_SECRETS_NS_VALUES,
+    "client-ca": CLIENT_CA_VALUES,
 }
 
 
@@ -266,7 +268,7 @@ def test_mutating_webhook_only_when_enabled(default: Rendered, mutation: Rendere
 
 def test_webhook_calls_the_service_on_its_port(any_render: Rendered) -> None:
     service = any_render.one("Service")
-    (port,) = service["spec"]["ports"]
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == "https"]
     assert (port["port"], port["targetPort"]) == (443, "https")
     assert selector_matches({"matchLabels": service["spec"]["selector"]},
                             any_render.deployment["spec"]["template"]["metadata"]["labels"])
@@ -550,7 +552,11 @@ def test_helm_test_pod_calls_healthz_with_the_ca(any_render: Rendered) -> None:
     script = container["command"][2]
     assert "urllib.request" in script and "/healthz" in script
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["SIGNET_URL"] == f"https://signet.{NAMESPACE}.svc:443"
+    metrics_port = any_render.values.get("server", {}).get("metricsPort")
+    if metrics_port:  # health and readiness live on the plain-HTTP metrics port then
+        assert env["SIGNET_URL"] == f"http://signet.{NAMESPACE}.svc:{metrics_port}"
+    else:
+        assert env["SIGNET_URL"] == f"https://signet.{NAMESPACE}.svc:443"
     if any_render.values.get("tls", {}).get("mode") == "secret":
         assert env["SIGNET_CA_PEM"] == CA_PEM
     else:

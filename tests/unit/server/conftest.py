@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from webhook.admission.outcome import ImageOutcome
 from webhook.app import LoadedPolicies, create_app
 from webhook.config import ServerConfig
-from webhook.engine import ImageDecision
+from webhook.decision import ImageDecision
 from webhook.oci import CredentialStore
 from webhook.policy.loader import LoadResult
 from webhook.policy.matching import PolicySet

@@ -9,7 +9,7 @@ import pytest
 
 from webhook.app import build_trust, load_policies
 from webhook.cli import build_parser
-from webhook.config import ServerConfig, default_policies, from_args
+from webhook.config import ServerConfig, from_args
 from webhook.errors import InputError
 from webhook.policy.models import NoMatchPolicy
 
@@ -77,10 +77,43 @@ def test_trusted_root_and_env_select_the_source() -> None:
     (["--port", "70000"], r"not a TCP port"),
     (["--registry-mirror", "nope"], r"HOST=URL"),
     (["--workers", "0"], r"--workers"),
+    (["--max-images", "0"], r"--max-images must be at least 1"),
+    (["--max-connections", "2"], r"--max-connections must be at least 8"),
+    (["--read-timeout", "0"], r"--read-timeout must be a positive"),
+    (["--shutdown-grace", "-1"], r"--shutdown-grace must be a positive"),
+    (["--keep-alive-timeout", "0"], r"--keep-alive-timeout must be at least 1"),
+    (["--client-ca", "ca.pem"], r"--client-ca needs --tls-cert"),
+    (["--metrics-port", "8443"], r"--metrics-port 8443 must be a TCP port other than --port"),
+    (["--metrics-port", "0"], r"--metrics-port 0 must be a TCP port"),
 ])
 def test_bad_flags_are_input_errors(argv: list[str], message: str) -> None:
     with pytest.raises(InputError, match=message):
         parse("serve", *argv)
+
+
+def test_bounds_default_and_flags() -> None:
+    config = parse("serve")
+    assert (config.max_images, config.read_timeout, config.max_connections) == (256, 10.0, 1000)
+    assert (config.keep_alive_timeout, config.shutdown_grace, config.client_ca, config.metrics_port) == (5, 10.0, None,
+                                                                                                          None)
+    config = parse("serve", "--max-images", "32", "--read-timeout", "2.5", "--max-connections", "64",
+                   "--keep-alive-timeout", "30", "--shutdown-grace", "20", "--tls-cert", "c", "--tls-key", "k",
+                   "--client-ca", "/etc/ca.pem", "--metrics-port", "9090")
+    assert (config.max_images, config.read_timeout, config.max_connections) == (32, 2.5, 64)
+    assert (config.keep_alive_timeout, config.shutdown_grace) == (30, 20.0)
+    assert config.client_ca == Path("/etc/ca.pem") and config.metrics_port == 9090
+
+
+def test_help_shows_every_default() -> None:
+    _parser, commands = build_parser()
+    serve_parser = commands["serve"][0]
+    for action in serve_parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert "default" in (action.help or ""), f"{action.option_strings[0]} does not say its default"
+    text = " ".join(serve_parser.format_help().split())
+    for shown in ("(default 256)", "(default 10)", "(default 1000)", "(default 5)", "(default 3600)",
+                  "(default 30)", "(default 300)", "(default 60)"):
+        assert shown in text, shown
 
 
 def test_ttls_and_mirrors() -> None:
@@ -89,19 +122,19 @@ def test_ttls_and_mirrors() -> None:
     assert dict(config.registry_mirrors) == {"docker.io": "http://127.0.0.1:5000"}
 
 
-def test_packaged_policies_are_the_examples() -> None:
-    packaged = default_policies()
-    examples = sorted((PROJECT / "policies" / "examples").glob("*.yaml"))
-    assert [p.name for p in examples] == sorted(f.name for f in packaged.iterdir() if f.name.endswith(".yaml"))
-    for example in examples:
-        assert packaged.joinpath(example.name).read_bytes() == example.read_bytes(), example.name
-
-
-def test_default_policies_load_cleanly() -> None:
+def test_without_policies_nothing_is_loaded_and_no_match_decides() -> None:
+    # The examples are examples: a fresh `signet serve` must not admit anything because of them.
     loaded = load_policies(ServerConfig())
+    assert loaded.result.ok and not loaded.result.policies
+    assert loaded.policy_set.select("ghcr.io/anyone/app:v1").unmatched_action is NoMatchPolicy.DENY
+    assert loaded.source == "none (--policies not given)"
+
+
+def test_example_policies_load_cleanly() -> None:
     examples = list((PROJECT / "policies" / "examples").glob("*.yaml"))
-    assert loaded.result.ok and len(loaded.result.policies) == len(examples)
-    assert loaded.source == "embedded example policies"
+    loaded = load_policies(ServerConfig(policies_dir=PROJECT / "policies" / "examples"))
+    assert loaded.result.ok, loaded.result.problems
+    assert examples and loaded.result.policies
 
 
 def test_missing_policy_directory_is_an_input_error(tmp_path: Path) -> None:

@@ -13,6 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.unit.server.tls_certs import TestCA
+from webhook.commands import serve
+from webhook.config import ServerConfig
+from webhook.errors import InputError
 from webhook.tls import CertificateReloader
 
 
@@ -102,3 +105,21 @@ def test_ca_pem_round_trip(tmp_path: Path) -> None:
     path = ca.write_ca(tmp_path / "ca.pem")
     assert x509.load_pem_x509_certificate(path.read_bytes()) == ca.cert
     assert ca.cert.public_bytes(serialization.Encoding.PEM) == path.read_bytes()
+
+
+def test_a_client_ca_makes_certificates_required(tmp_path: Path) -> None:
+    ca = TestCA()
+    ca.issue(tmp_path / "tls.crt", tmp_path / "tls.key")
+    reloader = CertificateReloader(tmp_path / "tls.crt", tmp_path / "tls.key",
+                                   client_ca=ca.write_ca(tmp_path / "ca.pem"))
+    assert reloader.context.verify_mode is ssl.CERT_REQUIRED
+    assert CertificateReloader(tmp_path / "tls.crt", tmp_path / "tls.key").context.verify_mode is ssl.CERT_NONE
+
+
+def test_an_unusable_client_ca_is_an_input_error(tmp_path: Path) -> None:
+    ca = TestCA()
+    ca.issue(tmp_path / "tls.crt", tmp_path / "tls.key")
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    config = ServerConfig(tls_cert=tmp_path / "tls.crt", tls_key=tmp_path / "tls.key", client_ca=tmp_path / "ca.pem")
+    with pytest.raises(InputError, match=r"--client-ca .*ca\.pem"):
+        serve._tls(config)
