@@ -1,12 +1,15 @@
 """A loopback stand-in for the Kubernetes API server, enough for the official client's list/watch.
 
 What it speaks (JSON over HTTP/1.1 on 127.0.0.1):
-- the three Signet CRDs: ``GET`` lists (cluster path, and ``namespaces/{ns}/imagepolicies``) with
-  ``metadata.resourceVersion``; ``?watch=1&resourceVersion=N`` streams JSON lines (chunked, like the
-  real server) of ADDED/MODIFIED/DELETED, BOOKMARK on demand, and an ERROR event with code 410
-  when N is older than the compaction point (or an HTTP 410 with ``gone_as_http``);
+- the three Signet CRDs, and policy-controller's ClusterImagePolicy and TrustRoot (resources
+  ``clusterimagepolicies.policy.sigstore.dev`` and ``trustroots.policy.sigstore.dev`` in
+  ``put``; with ``pc_crds=False`` they are not installed and every request for them is a 404):
+  ``GET`` lists (cluster path, and ``namespaces/{ns}/imagepolicies``) with
+  ``metadata.resourceVersion``; ``?watch=1&resourceVersion=N`` streams JSON lines (chunked, like
+  the real server) of ADDED/MODIFIED/DELETED, BOOKMARK on demand, and an ERROR event with code
+  410 when N is older than the compaction point (or an HTTP 410 with ``gone_as_http``);
   ``PATCH .../status`` (merge patch of ``status``, bumps resourceVersion, not generation).
-- core/v1: ``GET`` secrets and serviceaccounts, ``POST``/``GET`` events, ``GET`` pods (all namespaces).
+- core/v1: ``GET`` secrets, configmaps and serviceaccounts, ``POST``/``GET`` events, ``GET`` pods (all namespaces).
 Tests drive it: ``put``/``delete`` objects (watchers see the events), ``bookmark()``,
 ``drop_watches()`` (closes streams abruptly), ``compact()`` (older resourceVersions become 410),
 ``outage`` (every request answers 503). ``announce=False`` changes state without a watch event
@@ -32,9 +35,10 @@ from typing import Any
 from tests.loopback import JsonHandler
 
 GROUP_PATH = "/apis/policy.signet.dev/v1alpha1"
+PC_GROUP = "policy.sigstore.dev"
 PLURALS = {"clusterimagepolicies": "ClusterImagePolicy", "imagepolicies": "ImagePolicy", "trustroots": "TrustRoot"}
-_CRD = re.compile(rf"^{GROUP_PATH}(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?"
-                  r"(?P<status>/status)?$")
+_CRD = re.compile(r"^/apis/(?P<group>policy\.signet\.dev|policy\.sigstore\.dev)/v1alpha1"
+                  r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?(?P<status>/status)?$")
 _CORE = re.compile(r"^/api/v1(?:/namespaces/(?P<ns>[^/]+))?/(?P<resource>[a-z]+)(?:/(?P<name>[^/]+))?$")
 Key = tuple[str, str, str]  # (resource, namespace or "", name)
 
@@ -47,8 +51,9 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
 class FakeApiServer:
     """The stand-in; ``url`` is what ``kubernetes.client.Configuration(host=...)`` takes."""
 
-    def __init__(self, *, gone_as_http: bool = False) -> None:
+    def __init__(self, *, gone_as_http: bool = False, pc_crds: bool = True) -> None:
         self.gone_as_http = gone_as_http
+        self.pc_crds = pc_crds
         self.objects: dict[Key, dict[str, Any]] = {}
         self.history: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, resource, type, object)
         self.requests: list[tuple[str, str]] = []  # (method, path with query)
@@ -152,6 +157,11 @@ class FakeApiServer:
                     self._send(404, _status(404, "NotFound", f"no route {url.path}"))
                     return
                 resource = crd["plural"] if crd else match["resource"]
+                if crd and crd["group"] == PC_GROUP:
+                    if not server.pc_crds:
+                        self._send(404, _status(404, "NotFound", "the server could not find the requested resource"))
+                        return
+                    resource = f"{resource}.{PC_GROUP}"
                 namespace, name = match["ns"] or "", match["name"]
                 if method == "GET" and name is None and query.get("watch") in ("1", "true"):
                     self._watch(resource, namespace, int(query.get("resourceVersion") or 0),

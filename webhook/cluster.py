@@ -1,4 +1,4 @@
-"""The server's Kubernetes side, in one place: policy CRD watch, pull secrets, denial Events, pre-warm.
+"""The server's Kubernetes side, in one place: policy CRD watch, Secrets and ConfigMaps, denial Events, pre-warm.
 
 Active when Signet runs in a cluster (or is given a kubeconfig). Everything here uses the
 synchronous official client from daemon threads or ``asyncio.to_thread``, never on the event loop,
@@ -16,7 +16,9 @@ from typing import Any
 
 from webhook.admission import AdmissionReview, ImageOutcome
 from webhook.admission.workload import pod_spec_path
-from webhook.k8s import EventRecorder, PolicyWatcher, PullSecrets, load_api_client, prewarm
+from webhook.k8s import KINDS, EventRecorder, PolicyWatcher, PullSecrets, load_api_client, prewarm
+from webhook.k8s.configmaps import ConfigMaps
+from webhook.k8s.watch import POLICY_CONTROLLER_KINDS
 from webhook.oci import CredentialStore
 from webhook.policy.matching import PolicyStore
 
@@ -42,15 +44,22 @@ def _pod_spec(review: AdmissionReview) -> Mapping[str, Any] | None:
 
 
 class ClusterIntegration:
-    """Watches policies into ``store``; optionally resolves pull secrets and pre-warms caches."""
+    """Watches policies into ``store``; optionally resolves pull secrets and pre-warms caches.
+
+    ``policy_controller``: policy-controller's objects (policy.sigstore.dev) are watched too.
+    """
 
     def __init__(self, api_client: Any, store: PolicyStore, *, pull_secrets: bool, prewarm_images: bool,
-                 namespace: str) -> None:
+                 namespace: str, policy_controller: bool = False) -> None:
         self._api = api_client
-        self._watcher = PolicyWatcher(api_client, store, on_change=lambda: None)
+        kinds = (*KINDS, *POLICY_CONTROLLER_KINDS) if policy_controller else KINDS
+        # Signet's namespace is where policy.sigstore.dev objects may name Secrets (as in policy-controller).
+        self._watcher = PolicyWatcher(api_client, store, on_change=lambda: None, kinds=kinds,
+                                      system_namespace=namespace)
         # One reader for both uses; pull-secret credentials only when asked (the chart grants
         # reading secrets only then, and key.secretRef needs the same permission).
         self._secrets = PullSecrets(api_client, own_namespace=namespace)
+        self._config_maps = ConfigMaps(api_client, own_namespace=namespace)
         self._pull_secrets = pull_secrets
         self._events = EventRecorder(api_client, namespace_default=namespace)
         self._prewarm = prewarm_images
@@ -58,10 +67,11 @@ class ClusterIntegration:
 
     @classmethod
     def connect(cls, store: PolicyStore, *, kubeconfig: Path | None, pull_secrets: bool,
-                prewarm_images: bool) -> ClusterIntegration:
+                prewarm_images: bool, policy_controller: bool = False) -> ClusterIntegration:
         """Load in-cluster config (or ``kubeconfig``); InputError when neither is available."""
         api = load_api_client(str(kubeconfig) if kubeconfig else None)
-        return cls(api, store, pull_secrets=pull_secrets, prewarm_images=prewarm_images, namespace=own_namespace())
+        return cls(api, store, pull_secrets=pull_secrets, prewarm_images=prewarm_images, namespace=own_namespace(),
+                   policy_controller=policy_controller)
 
     @property
     def ready(self) -> bool:
@@ -94,12 +104,27 @@ class ClusterIntegration:
         """The PEM public key a ``key.secretRef`` names (namespace None: Signet's own)."""
         return await self._secrets.public_key_async(namespace, name)
 
+    async def ca_certificates(self, namespace: str | None, name: str) -> str:
+        """The PEM CA certificates a ``keyless.caCert.secretRef`` names (namespace None: Signet's own)."""
+        return await self._secrets.ca_certificates_async(namespace, name)
+
+    async def registry_credentials(self, namespace: str, names: Sequence[str]) -> CredentialStore:
+        """The credentials of ``source.signaturePullSecrets`` (Secrets of the workload's namespace).
+
+        Read whatever ``--pull-secrets`` says: the policy names them, and reading fails closed without RBAC.
+        """
+        return await self._secrets.registry_credentials_async(namespace, names)
+
+    async def config_map(self, namespace: str | None, name: str, key: str) -> str:
+        """The policy text a ``configMapRef`` names (namespace None: Signet's own)."""
+        return await self._config_maps.text_async(namespace, name, key)
+
     def record_denial(self, review: AdmissionReview, message: str, outcomes: Sequence[ImageOutcome]) -> None:
         """An ``ImageDenied`` Event on the object, queued off the admission path."""
         metadata = review.obj.get("metadata") if isinstance(review.obj, Mapping) else None
         uid = metadata.get("uid") if isinstance(metadata, Mapping) else None
         api_version = review.obj.get("apiVersion") if isinstance(review.obj, Mapping) else None
-        self._events.denied(review.kind.kind, review.name, review.namespace or None,
+        self._events.denied(review.kind.kind, review.object_name, review.namespace or None,
                             uid if isinstance(uid, str) else None, message,
                             api_version=api_version if isinstance(api_version, str) else None,
                             user=review.user.username, images=outcomes)
@@ -110,3 +135,31 @@ class ClusterIntegration:
             await asyncio.gather(self._task, return_exceptions=True)
         await asyncio.to_thread(self._watcher.stop)
         await asyncio.to_thread(self._events.stop)
+
+
+class ClusterReaders:
+    """The engine's readers of the cluster, bound to an integration that may connect after the engine is built.
+
+    Each read raises while there is no integration: what needs it then fails closed, said so.
+    """
+
+    def __init__(self, integration: Callable[[], ClusterIntegration | None]) -> None:
+        self._integration = integration
+
+    def _connected(self) -> ClusterIntegration:
+        cluster = self._integration()
+        if cluster is None:
+            raise RuntimeError("not connected to a cluster (run in a pod, or give --kubeconfig)")
+        return cluster
+
+    async def public_key(self, namespace: str | None, name: str) -> str:
+        return await self._connected().public_key(namespace, name)
+
+    async def ca_certificates(self, namespace: str | None, name: str) -> str:
+        return await self._connected().ca_certificates(namespace, name)
+
+    async def registry_credentials(self, namespace: str, names: Sequence[str]) -> CredentialStore:
+        return await self._connected().registry_credentials(namespace, names)
+
+    async def config_map(self, namespace: str | None, name: str, key: str) -> str:
+        return await self._connected().config_map(namespace, name, key)

@@ -5,6 +5,7 @@ Policy watch (list, watch, drop, 410 Gone, outage, status), pull secrets, denial
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import json
@@ -18,9 +19,15 @@ from kubernetes import client as k8s_client
 
 from tests.k8s_apiserver import FakeApiServer
 from webhook.admission.outcome import ImageOutcome
-from webhook.k8s import EventRecorder, PolicyWatcher, PullSecrets, SecretKeyError, prewarm
+from webhook.cluster import ClusterIntegration
+from webhook.config import add_serve_arguments, from_args
+from webhook.errors import InputError
+from webhook.k8s import KINDS, EventRecorder, PolicyWatcher, PullSecrets, SecretKeyError, prewarm
+from webhook.k8s.configmaps import ConfigMapError, ConfigMaps
 from webhook.k8s.events import IMAGES_ANNOTATION, USER_ANNOTATION
+from webhook.k8s.watch import POLICY_CONTROLLER_KINDS
 from webhook.policy import PolicyStore, load_text
+from webhook.policy.loader import FAIL_CLOSED_AUTHORITY
 
 API = "policy.signet.dev/v1alpha1"
 CIP = "clusterimagepolicies"
@@ -133,6 +140,12 @@ def test_policies_created_modified_deleted_take_effect(apiserver: FakeApiServer,
     assert "ClusterImagePolicy/listed" in names(store)
 
 
+def denied_by_stand_in(store: Any, image: str) -> bool:
+    """The image is covered by a fail-closed stand-in (a policy that cannot be enforced as written)."""
+    return any(a.name == FAIL_CLOSED_AUTHORITY and a.static is not None and a.static.action == "fail"
+               for p in store.current.select(image).policies for a in p.spec.authorities)
+
+
 def test_invalid_policy_is_reported_in_status_and_never_loosens_what_is_in_force(
     apiserver: FakeApiServer, watched: Any
 ) -> None:
@@ -140,7 +153,9 @@ def test_invalid_policy_is_reported_in_status_and_never_loosens_what_is_in_force
     apiserver.put(CIP, policy("good"))
     apiserver.put(CIP, policy("bad", valid=False))
     start()
-    assert names(store) == {"ClusterImagePolicy/good"}
+    # The invalid policy's images stay covered, and denied, instead of falling to noMatchPolicy.
+    assert names(store) == {"ClusterImagePolicy/good", "ClusterImagePolicy/bad"}
+    assert denied_by_stand_in(store, "ghcr.io/acme/app:1")
     wait_for(lambda: "status" in apiserver.objects[(CIP, "", "bad")])
     bad = ready_condition(apiserver, "bad")
     assert (bad["status"], bad["reason"], bad["observedGeneration"]) == ("False", "Invalid", 1)
@@ -149,14 +164,14 @@ def test_invalid_policy_is_reported_in_status_and_never_loosens_what_is_in_force
     wait_for(lambda: "status" in apiserver.objects[(CIP, "", "good")])
     assert ready_condition(apiserver, "good")["status"] == "True"
 
-    # A valid policy edited into an invalid one keeps its last valid version in force (never loosens).
+    # A valid policy edited into one that cannot be enforced denies its images until fixed.
     apiserver.put(CIP, policy("good", valid=False))
     wait_for(lambda: ready_condition(apiserver, "good")["status"] == "False")
-    assert names(store) == {"ClusterImagePolicy/good"}
-    assert "last valid version stays in force" in ready_condition(apiserver, "good")["message"]
-    apiserver.put(CIP, policy("bad"))
-    wait_for(lambda: names(store) == {"ClusterImagePolicy/good", "ClusterImagePolicy/bad"})
+    assert "every image it covers is denied" in ready_condition(apiserver, "good")["message"]
+    apiserver.put(CIP, policy("bad", "quay.io/**"))
     wait_for(lambda: ready_condition(apiserver, "bad")["status"] == "True")
+    assert not denied_by_stand_in(store, "quay.io/acme/app:1")
+    assert denied_by_stand_in(store, "ghcr.io/acme/app:1")
     assert ready_condition(apiserver, "bad")["observedGeneration"] == 2
 
 
@@ -316,6 +331,45 @@ def test_public_key_from_a_secret(apiserver: FakeApiServer, api: Any) -> None:
         secrets.public_key("signet", "absent")
 
 
+def test_ca_certificates_from_a_secret(apiserver: FakeApiServer, api: Any) -> None:
+    chain = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    b64 = base64.b64encode(chain.encode()).decode()
+    apiserver.put("secrets", {"metadata": {"name": "corp-ca", "namespace": "signet"}, "type": "Opaque",
+                              "data": {"ca.crt": b64, "tls.key": base64.b64encode(b"private").decode()}})
+    apiserver.put("secrets", {"metadata": {"name": "two", "namespace": "team-a"}, "type": "Opaque",
+                              "data": {"a": b64, "b": b64}})
+    apiserver.put("secrets", {"metadata": {"name": "key", "namespace": "signet"}, "type": "Opaque",
+                              "data": {"only": base64.b64encode(b"-----BEGIN PUBLIC KEY-----\n").decode()}})
+    secrets = PullSecrets(api, own_namespace="signet")
+    assert secrets.ca_certificates(None, "corp-ca") == chain
+    with pytest.raises(SecretKeyError, match=r"secret team-a/two has no CA certificate entry"):
+        secrets.ca_certificates("team-a", "two")
+    with pytest.raises(SecretKeyError, match=r"secret signet/key: the entry is not a PEM CA certificate"):
+        secrets.ca_certificates(None, "key")
+
+
+def test_signature_pull_secrets_are_read_by_name_and_missing_ones_skipped(apiserver: FakeApiServer,
+                                                                          api: Any) -> None:
+    apiserver.put("secrets", docker_config_secret("sig-reader", "sigs.example", "u"))
+    secrets = PullSecrets(api)
+    assert secrets.registry_credentials("team-a", ["absent", "sig-reader"]).hosts() == ["sigs.example"]
+    assert secrets.registry_credentials("team-b", ["sig-reader"]).hosts() == []  # another namespace's are not
+
+
+def test_policy_texts_from_config_maps(apiserver: FakeApiServer, api: Any) -> None:
+    apiserver.put("configmaps", {"metadata": {"name": "policies", "namespace": "signet"},
+                                 "data": {"tags.cel": "true"}})
+    config_maps = ConfigMaps(api, own_namespace="signet")
+    assert config_maps.text(None, "policies", "tags.cel") == "true"
+    with pytest.raises(ConfigMapError, match=r"ConfigMap signet/policies has no entry 'other.cel'"):
+        config_maps.text("signet", "policies", "other.cel")
+    with pytest.raises(ConfigMapError, match=r"ConfigMap team-a/policies does not exist"):
+        config_maps.text("team-a", "policies", "tags.cel")
+    apiserver.outage = True
+    with pytest.raises(ConfigMapError, match=r"ConfigMap signet/policies cannot be read: HTTP 503"):
+        config_maps.text(None, "policies", "tags.cel")
+
+
 # --- events -----------------------------------------------------------------------------------
 
 
@@ -410,3 +464,127 @@ def test_prewarm_decides_running_pods_images_by_namespace(apiserver: FakeApiServ
                              ("team-b", ["quay.io/b/app@sha256:" + "b" * 64])]
     assert peak[0] == 1
     assert (result.namespaces, result.images, result.failures) == (2, 3, 1)
+
+
+# --- policy-controller's objects (--watch-policy-controller) -----------------------------------
+
+PC_API = "policy.sigstore.dev/v1alpha1"
+PC_CIP = "clusterimagepolicies.policy.sigstore.dev"
+PC_TRUST_ROOTS = "trustroots.policy.sigstore.dev"
+PC_KEY = "ClusterImagePolicy.policy.sigstore.dev"
+ALL_KINDS = (*KINDS, *POLICY_CONTROLLER_KINDS)
+
+
+def pc_policy(name: str, glob: str = "ghcr.io/acme/**", authority: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A policy-controller ClusterImagePolicy as kubectl would store it (no name: authority-0)."""
+    return {"apiVersion": PC_API, "kind": "ClusterImagePolicy", "metadata": {"name": name},
+            "spec": {"images": [{"glob": glob}], "authorities": [authority or {"static": {"action": "pass"}}]}}
+
+
+def conditions(apiserver: FakeApiServer, resource: str, name: str) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in apiserver.objects[(resource, "", name)].get("status", {}).get("conditions", [])}
+
+
+def test_policy_controller_objects_are_enforced_beside_signets_own(apiserver: FakeApiServer, watched: Any) -> None:
+    store, _, start = watched
+    apiserver.put(CIP, policy("release"))
+    apiserver.put(PC_CIP, pc_policy("release", "docker.io/library/*", {"static": {"action": "fail"}}))
+    start(kinds=ALL_KINDS)
+    # the same name in both groups: two policies, both in force (neither replaces the other)
+    assert names(store) == {"ClusterImagePolicy/release", f"{PC_KEY}/release"}
+    (selected,) = store.current.select("docker.io/library/nginx:1").cluster
+    assert selected.key == f"{PC_KEY}/release" and selected.regexp_mode == "search"
+    assert selected.spec.authorities[0].name == "authority-0"
+
+    apiserver.put(PC_CIP, pc_policy("release", "quay.io/**", {"static": {"action": "fail"}}))
+    wait_for(lambda: bool(store.current.select("quay.io/x/y:1").cluster))
+    apiserver.put(PC_TRUST_ROOTS, {"apiVersion": PC_API, "kind": "TrustRoot", "metadata": {"name": "corp"},
+                                   "spec": {"trustedRoot": {"mediaType": "x"}}})  # not a pc field: refused
+    wait_for(lambda: "SignetReady" in conditions(apiserver, PC_TRUST_ROOTS, "corp"))
+    assert "spec.trustedRoot" in conditions(apiserver, PC_TRUST_ROOTS, "corp")["SignetReady"]["message"]
+    assert not store.current.trust_roots
+    apiserver.delete(PC_CIP, "release")
+    wait_for(lambda: names(store) == {"ClusterImagePolicy/release"})
+    assert store.current.select("ghcr.io/acme/app:1").cluster[0].key == "ClusterImagePolicy/release"
+
+
+def test_status_gets_signets_condition_and_keeps_policy_controllers(apiserver: FakeApiServer, watched: Any) -> None:
+    store, _, start = watched
+    theirs = {"type": "Ready", "status": "True", "reason": "Reconciled", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    apiserver.put(PC_CIP, pc_policy("signed") | {"status": {"conditions": [theirs]}})
+    apiserver.put(PC_CIP, pc_policy("kms", authority={"key": {"kms": "awskms:///arn:aws:kms:eu-west-1:1:key/k"}}))
+    start(kinds=ALL_KINDS)
+    wait_for(lambda: "SignetReady" in conditions(apiserver, PC_CIP, "signed"))
+    signed = conditions(apiserver, PC_CIP, "signed")
+    assert signed["Ready"] == theirs and signed["SignetReady"]["status"] == "True"
+    assert apiserver.count("PATCH", "/apis/policy.sigstore.dev/v1alpha1/clusterimagepolicies/signed/status") == 1
+    wait_for(lambda: "SignetReady" in conditions(apiserver, PC_CIP, "kms"))
+    kms = conditions(apiserver, PC_CIP, "kms")["SignetReady"]
+    assert (kms["status"], kms["reason"]) == ("False", "Invalid")
+    assert "spec.authorities[0].key.kms" in kms["message"] and "every image it covers is denied" in kms["message"]
+    assert denied_by_stand_in(store, "ghcr.io/acme/app:1")  # its images stay covered, and denied
+
+
+def test_secrets_may_be_named_only_in_signets_namespace(apiserver: FakeApiServer, watched: Any) -> None:
+    store, _, start = watched
+    key = {"key": {"secretRef": {"name": "cosign-key", "namespace": "signet"}}}
+    apiserver.put(PC_CIP, pc_policy("ours", authority=key))
+    apiserver.put(PC_CIP, pc_policy("theirs", "quay.io/**", {"key": {"secretRef": {"name": "k", "namespace": "x"}}}))
+    start(kinds=ALL_KINDS, system_namespace="signet")
+    wait_for(lambda: "SignetReady" in conditions(apiserver, PC_CIP, "theirs"))
+    assert conditions(apiserver, PC_CIP, "ours")["SignetReady"]["status"] == "True"
+    theirs = conditions(apiserver, PC_CIP, "theirs")["SignetReady"]
+    assert theirs["status"] == "False" and "spec.authorities[0].key.secretRef.namespace" in theirs["message"]
+    assert denied_by_stand_in(store, "quay.io/acme/app:1")
+
+
+def test_without_policy_controllers_crds_signet_is_ready_and_looks_again(caplog: pytest.LogCaptureFixture) -> None:
+    server = FakeApiServer(pc_crds=False)
+    api_client = k8s_client.ApiClient(k8s_client.Configuration(host=server.url))
+    store = PolicyStore()
+    server.put(CIP, policy("release"))
+    watcher = PolicyWatcher(api_client, store, on_change=lambda: None, kinds=ALL_KINDS, backoff_initial=0.01,
+                            backoff_max=0.05)
+    try:
+        with caplog.at_level(logging.INFO, logger="webhook.k8s.watch"):
+            watcher.start()
+            assert watcher.wait_ready(5)
+            assert names(store) == {"ClusterImagePolicy/release"}
+            wait_for(lambda: server.count("GET", "/apis/policy.sigstore.dev/v1alpha1/clusterimagepolicies") > 2)
+        assert caplog.text.count("clusterimagepolicies.policy.sigstore.dev: no such resource") == 1
+        assert "retrying" not in caplog.text  # an absent CRD is not a failure
+        # installed later: its objects come into force
+        server.pc_crds = True
+        server.put(PC_CIP, pc_policy("late"))
+        wait_for(lambda: f"{PC_KEY}/late" in names(store))
+        # removed again: what came from it is no longer in force
+        server.pc_crds = False
+        server.drop_watches()
+        wait_for(lambda: names(store) == {"ClusterImagePolicy/release"})
+    finally:
+        watcher.stop()
+        server.stop()
+
+
+def test_the_flag_watches_policy_controllers_objects_through_the_cluster_integration(apiserver: FakeApiServer,
+                                                                                     api: Any) -> None:
+    apiserver.put(PC_CIP, pc_policy("from-policy-controller"))
+    store = PolicyStore()
+    integration = ClusterIntegration(api, store, pull_secrets=False, prewarm_images=False, namespace="signet",
+                                     policy_controller=True)
+
+    async def run() -> None:
+        integration.start(lambda images, namespace: asyncio.sleep(0))
+        try:
+            wait_for(lambda: integration.ready)
+            assert names(store) == {f"{PC_KEY}/from-policy-controller"}
+        finally:
+            await integration.stop()
+
+    asyncio.run(run())
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    with pytest.raises(InputError, match="--watch-policy-controller needs the cluster"):
+        from_args(parser.parse_args(["--watch-policy-controller", "--cluster", "off"]), {})
+    config = from_args(parser.parse_args(["--watch-policy-controller", "--kubeconfig", "k"]), {})
+    assert config.watch_policy_controller and config.cluster

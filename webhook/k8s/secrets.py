@@ -1,4 +1,4 @@
-"""Registry credentials from the workload's pull secrets, and public keys from Secrets named by policies.
+"""Registry credentials from the workload's pull secrets, and public keys and CA certificates named by policies.
 
 A workload's credentials are its own ``imagePullSecrets`` plus those of its service account
 (``spec.serviceAccountName``, else ``default``); the pod's own win for a registry both name.
@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 from kubernetes import client as k8s_client
@@ -35,6 +35,7 @@ DOCKER_CONFIG_KEYS: Final = {
     "kubernetes.io/dockercfg": ".dockercfg",
 }
 PUBLIC_KEY_NAMES: Final = ("cosign.pub", "publicKey", "key.pub")
+CA_CERTIFICATE_NAMES: Final = ("ca.crt", "ca-cert", "caCert")
 HTTP_NOT_FOUND: Final = 404
 
 _T = TypeVar("_T")
@@ -96,6 +97,39 @@ class PullSecrets:
     async def public_key_async(self, namespace: str | None, name: str) -> str:
         """:meth:`public_key` off the event loop."""
         return await asyncio.to_thread(self.public_key, namespace, name)
+
+    def ca_certificates(self, namespace: str | None, name: str) -> str:
+        """The PEM CA certificates in Secret ``namespace/name`` (``keyless.caCert.secretRef``; None: Signet's own).
+
+        The Secret must hold one entry, or one called ``ca.crt``, ``ca-cert`` or ``caCert``. Raises
+        :class:`SecretKeyError`.
+        """
+        pem = self._cached("ca", namespace or self._own_namespace, name, self._ca_secret)
+        if isinstance(pem, SecretKeyError):
+            raise pem
+        assert isinstance(pem, str)
+        return pem
+
+    async def ca_certificates_async(self, namespace: str | None, name: str) -> str:
+        """:meth:`ca_certificates` off the event loop."""
+        return await asyncio.to_thread(self.ca_certificates, namespace, name)
+
+    def registry_credentials(self, namespace: str, names: Sequence[str]) -> CredentialStore:
+        """Credentials of the docker-config Secrets ``names`` in ``namespace`` (``source.signaturePullSecrets``).
+
+        As Kubernetes' keychain does, a Secret that does not exist or is not a docker config is skipped
+        (logged); for a registry two Secrets name, the later one's credentials are used.
+        """
+        store = CredentialStore()
+        for name in names:
+            creds = self._cached("pull", namespace, name, self._pull_secret)
+            if creds is not None:
+                store = store.merged(creds)
+        return store
+
+    async def registry_credentials_async(self, namespace: str, names: Sequence[str]) -> CredentialStore:
+        """:meth:`registry_credentials` off the event loop."""
+        return await asyncio.to_thread(self.registry_credentials, namespace, names)
 
     def clear(self) -> None:
         """Forget everything cached."""
@@ -164,23 +198,33 @@ class PullSecrets:
             return None
 
     def _key_secret(self, namespace: str, name: str) -> str | SecretKeyError:
+        return self._pem_entry(namespace, name, "key.secretRef", what="public key", names=PUBLIC_KEY_NAMES,
+                               marker="-----BEGIN PUBLIC KEY-----")
+
+    def _ca_secret(self, namespace: str, name: str) -> str | SecretKeyError:
+        return self._pem_entry(namespace, name, "keyless.caCert.secretRef", what="CA certificate",
+                               names=CA_CERTIFICATE_NAMES, marker="-----BEGIN CERTIFICATE-----")
+
+    def _pem_entry(self, namespace: str, name: str, field: str, *, what: str, names: tuple[str, ...],
+                   marker: str) -> str | SecretKeyError:
+        """The one PEM entry of a Secret (or the one of ``names``); the error names the Secret, never its content."""
         secret = self._read("secret", namespace, name)
         if secret is None:
-            return SecretKeyError(f"secret {namespace}/{name} named by key.secretRef cannot be read")
+            return SecretKeyError(f"secret {namespace}/{name} named by {field} cannot be read")
         data: Mapping[str, Any] = secret["data"] if isinstance(secret.get("data"), Mapping) else {}
         entries = {k: v for k, v in data.items() if isinstance(v, str)}
-        chosen = next((entries[k] for k in PUBLIC_KEY_NAMES if k in entries), None)
+        chosen = next((entries[k] for k in names if k in entries), None)
         if chosen is None and len(entries) == 1:
             chosen = next(iter(entries.values()))
         if chosen is None:
-            return SecretKeyError(f"secret {namespace}/{name} has no public key entry "
-                                  f"(one entry, or one of {', '.join(PUBLIC_KEY_NAMES)})")
+            return SecretKeyError(f"secret {namespace}/{name} has no {what} entry "
+                                  f"(one entry, or one of {', '.join(names)})")
         try:
             pem = base64.b64decode(chosen, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
-            return SecretKeyError(f"secret {namespace}/{name}: the public key entry is not valid base64 text")
-        if "-----BEGIN PUBLIC KEY-----" not in pem:
-            return SecretKeyError(f"secret {namespace}/{name}: the entry is not a PEM public key")
+            return SecretKeyError(f"secret {namespace}/{name}: the {what} entry is not valid base64 text")
+        if marker not in pem:
+            return SecretKeyError(f"secret {namespace}/{name}: the entry is not a PEM {what}")
         return pem
 
 

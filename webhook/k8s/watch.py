@@ -11,9 +11,17 @@ One daemon thread per kind runs the informer loop of client-go, in small:
 4. 410 Gone (an HTTP 410 or an ERROR event with code 410): that version is compacted: back to 1.
 
 While disconnected the store keeps the last policies it had: admission goes on deciding with them.
-An invalid object is taken out of the store and its status says why; the others keep working.
-Objects from ``--policies DIR`` share the store and are left alone (only keys this watcher put
-are removed on a re-list).
+An object that cannot be enforced as written stays in force as a fail-closed stand-in that denies
+its images (see ``webhook.policy.loader.fail_closed_policy``), and its status says why; the
+others keep working. Objects from ``--policies DIR`` share the store under their own keys: a
+cluster object never replaces or removes one of them.
+
+With ``--watch-policy-controller``, sigstore/policy-controller's ClusterImagePolicy and TrustRoot
+(``policy.sigstore.dev``, read as ``v1alpha1``, their storage version, so that no conversion
+webhook is needed) are watched the same way, translated with the same meaning, keyed apart from
+Signet's objects of the same name, and their ``SignetReady`` condition written. Their CRDs may be
+absent (policy-controller never installed, or removed): that kind then counts as listed and empty,
+and is listed again from time to time.
 """
 
 from __future__ import annotations
@@ -24,35 +32,50 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from kubernetes import client as k8s_client
 from kubernetes import watch as k8s_watch
 
 from webhook.k8s.client import GROUP, VERSION, Backoff, api_error
-from webhook.k8s.status import VALID_MESSAGE, ReadyCondition, write_ready
+from webhook.k8s.status import VALID_MESSAGE, ReadyCondition, condition_type, write_ready
+from webhook.policy.groups import POLICY_CONTROLLER_GROUP, qualified_key
 from webhook.policy.loader import InvalidPolicyError, load_object
 from webhook.policy.matching import PolicyStore
 
 _logger = logging.getLogger(__name__)
 
 HTTP_GONE: Final = 410
+HTTP_NOT_FOUND: Final = 404
 
 
 @dataclass(frozen=True)
 class WatchedKind:
-    """One CRD: its kind, plural and scope."""
+    """One CRD: its kind, plural, scope and API group/version; ``optional``: its CRD may be absent."""
 
     kind: str
     plural: str
     namespaced: bool
+    group: str = GROUP
+    version: str = VERSION
+    optional: bool = False
+
+    @property
+    def label(self) -> str:
+        """``plural.group``, as kubectl names the resource."""
+        return f"{self.plural}.{self.group}"
 
 
 KINDS: Final = (
     WatchedKind("ClusterImagePolicy", "clusterimagepolicies", namespaced=False),
     WatchedKind("ImagePolicy", "imagepolicies", namespaced=True),
     WatchedKind("TrustRoot", "trustroots", namespaced=False),
+)
+POLICY_CONTROLLER_KINDS: Final = (
+    WatchedKind("ClusterImagePolicy", "clusterimagepolicies", namespaced=False, group=POLICY_CONTROLLER_GROUP,
+                optional=True),
+    WatchedKind("TrustRoot", "trustroots", namespaced=False, group=POLICY_CONTROLLER_GROUP, optional=True),
 )
 
 
@@ -63,15 +86,15 @@ class _Gone(Exception):
     """The resourceVersion we hold is too old: list again."""
 
 
-def object_key(kind: str, obj: Mapping[str, Any]) -> str | None:
-    """The store key of a raw object (``ImagePolicy/ns/name``, ``TrustRoot/name``); None without a name."""
+def object_key(kind: WatchedKind, obj: Mapping[str, Any]) -> str | None:
+    """The store key of a raw object (``ImagePolicy/ns/name``, ``TrustRoot/name``,
+    ``ClusterImagePolicy.policy.sigstore.dev/name``); None without a name."""
     metadata = obj.get("metadata")
     if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str):
         return None
-    namespace = metadata.get("namespace")
-    if kind == "ImagePolicy":
-        return f"{kind}/{namespace}/{metadata['name']}"
-    return f"{kind}/{metadata['name']}"
+    if kind.kind == "ImagePolicy":
+        return f"{kind.kind}/{metadata.get('namespace')}/{metadata['name']}"
+    return qualified_key(kind.kind, kind.group, metadata["name"])
 
 
 def _fingerprint(obj: Mapping[str, Any]) -> str:
@@ -92,6 +115,7 @@ class PolicyWatcher:
 
     ``start()`` launches the threads; ``ready`` is True once every kind was listed once;
     ``stop()`` ends them. ``write_status=False`` leaves the objects' status alone (read-only RBAC).
+    ``system_namespace`` is Signet's own (where policy.sigstore.dev objects may name Secrets).
     """
 
     def __init__(
@@ -105,6 +129,7 @@ class PolicyWatcher:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         write_status: bool = True,
+        system_namespace: str | None = None,
     ) -> None:
         self._api = api_client
         self._custom: Any = k8s_client.CustomObjectsApi(api_client)
@@ -114,12 +139,13 @@ class PolicyWatcher:
         self._watch_timeout = watch_timeout
         self._backoff = (backoff_initial, backoff_max)
         self._write_status = write_status
+        self._system_namespace = system_namespace
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._listed: set[str] = set()
         self._ready = threading.Event()
         self._seen: dict[str, str] = {}  # key -> fingerprint of the last applied version
-        self._owned: dict[str, set[str]] = {k.kind: set() for k in self._kinds}  # keys we put, by kind
+        self._owned: dict[str, set[str]] = {k.label: set() for k in self._kinds}  # keys we put, by kind
         self._watches: dict[str, Any] = {}
         self._threads: list[threading.Thread] = []
 
@@ -130,7 +156,7 @@ class PolicyWatcher:
         if self._threads:
             return
         for kind in self._kinds:
-            thread = threading.Thread(target=self._run, args=(kind,), name=f"signet-watch-{kind.plural}", daemon=True)
+            thread = threading.Thread(target=self._run, args=(kind,), name=f"signet-watch-{kind.label}", daemon=True)
             self._threads.append(thread)
             thread.start()
 
@@ -168,45 +194,64 @@ class PolicyWatcher:
                     backoff.reset()
                 self._watch(kind, position, backoff)
             except _Gone:
-                _logger.info("%s: resourceVersion %s expired (410 Gone); listing again", kind.plural, position[0])
+                _logger.info("%s: resourceVersion %s expired (410 Gone); listing again", kind.label, position[0])
                 position[0] = None
             except Exception as exc:  # noqa: BLE001 - any failure: keep the last policies, retry later
                 if self._stop.is_set():
                     return
                 delay = backoff.next()
-                _logger.warning("%s: %s failed (%s); retrying in %.1fs with the last known policies in force",
-                                kind.plural, "list" if position[0] is None else "watch", api_error(exc), delay)
+                if kind.optional and getattr(exc, "status", None) == HTTP_NOT_FOUND:
+                    # The CRD is not installed (or was removed): nothing of this kind is in force.
+                    self._absent(kind)
+                    position[0] = None
+                else:
+                    _logger.warning("%s: %s failed (%s); retrying in %.1fs with the last known policies in force",
+                                    kind.label, "list" if position[0] is None else "watch", api_error(exc), delay)
                 self._stop.wait(delay)
 
+    def _absent(self, kind: WatchedKind) -> None:
+        """An optional kind whose CRD is missing: it counts as listed, with no objects."""
+        changed = False
+        for key in list(self._owned[kind.label]):
+            changed |= self._forget(kind, key, notify=False)
+        if changed:
+            self._notify()
+        if kind.label not in self._listed:
+            _logger.info("%s: no such resource in the cluster (CRD not installed); looking again later", kind.label)
+        self._mark_listed(kind)
+
+    def _mark_listed(self, kind: WatchedKind) -> None:
+        with self._lock:
+            self._listed.add(kind.label)
+            if len(self._listed) == len(self._kinds):
+                self._ready.set()
+
     def _relist(self, kind: WatchedKind) -> str:
-        listing = self._custom.list_cluster_custom_object(GROUP, VERSION, kind.plural)
+        listing = self._custom.list_cluster_custom_object(kind.group, kind.version, kind.plural)
         items = [i for i in listing.get("items") or [] if isinstance(i, Mapping)]
         changed = False
         present: set[str] = set()
         for item in items:
-            key = object_key(kind.kind, item)
+            key = object_key(kind, item)
             if key is not None:
                 present.add(key)
                 changed |= self._apply(kind, item, notify=False)
-        for key in self._owned[kind.kind] - present:
+        for key in self._owned[kind.label] - present:
             changed |= self._forget(kind, key, notify=False)
         if changed:
             self._notify()
-        with self._lock:
-            self._listed.add(kind.kind)
-            if len(self._listed) == len(self._kinds):
-                self._ready.set()
-        _logger.info("%s: listed %d object(s)", kind.plural, len(items))
+        self._mark_listed(kind)
+        _logger.info("%s: listed %d object(s)", kind.label, len(items))
         return str((listing.get("metadata") or {}).get("resourceVersion") or "")
 
     def _watch(self, kind: WatchedKind, position: list[str | None], backoff: Backoff) -> None:
         """One watch request from ``position[0]``, which follows every event (kept when the watch breaks)."""
         watch: Any = _new_watch()
         with self._lock:
-            self._watches[kind.kind] = watch
+            self._watches[kind.label] = watch
         try:
             stream = watch.stream(
-                self._custom.list_cluster_custom_object, GROUP, VERSION, kind.plural,
+                self._custom.list_cluster_custom_object, kind.group, kind.version, kind.plural,
                 resource_version=position[0], allow_watch_bookmarks=True,
                 timeout_seconds=self._watch_timeout,
                 # The server ends the watch at timeout_seconds; a silent connection beyond that is dead.
@@ -223,7 +268,7 @@ class PolicyWatcher:
             raise
         finally:
             with self._lock:
-                self._watches.pop(kind.kind, None)
+                self._watches.pop(kind.label, None)
 
     def _handle(self, kind: WatchedKind, event: Mapping[str, Any]) -> str | None:
         kind_of_event, obj = event.get("type"), event.get("raw_object")
@@ -236,7 +281,7 @@ class PolicyWatcher:
         if kind_of_event in ("ADDED", "MODIFIED"):
             self._apply(kind, obj, notify=True)
         elif kind_of_event == "DELETED":
-            key = object_key(kind.kind, obj)
+            key = object_key(kind, obj)
             if key is not None:
                 self._forget(kind, key, notify=True)
         return _resource_version(obj)
@@ -245,7 +290,7 @@ class PolicyWatcher:
 
     def _apply(self, kind: WatchedKind, obj: Mapping[str, Any], *, notify: bool) -> bool:
         """Validate one object into the store (or out of it); True when the store changed."""
-        key = object_key(kind.kind, obj)
+        key = object_key(kind, obj)
         if key is None:
             return False
         fingerprint = _fingerprint(obj)
@@ -254,36 +299,45 @@ class PolicyWatcher:
         generation = (obj.get("metadata") or {}).get("generation")
         generation = generation if isinstance(generation, int) else None
         try:
-            policy = load_object(obj, source="cluster")
+            policy = load_object(obj, source="cluster", system_namespace=self._system_namespace)
         except InvalidPolicyError as exc:
-            # An invalid edit must not loosen enforcement (with noMatchPolicy allow, dropping a policy
-            # would admit what it covered): the last valid version, if any, stays in force.
-            if key in self._owned[kind.kind]:
-                _logger.warning("invalid edit of %s ignored, its last valid version stays in force: %s", key, exc)
-                message = f"{exc}; the last valid version stays in force"
-            else:
-                _logger.warning("invalid %s, not in force: %s", key, exc)
-                message = str(exc)
-            condition = ReadyCondition(False, message, generation)
+            condition = self._invalid(kind, key, exc, generation)
         else:
-            self._store.put(policy)
-            self._owned[kind.kind].add(key)
+            self._store.put(policy, "cluster")
+            self._owned[kind.label].add(key)
             _logger.info("%s %s in force (generation %s)", key, "updated" if key in self._seen else "added",
                          generation)
             condition = ReadyCondition(True, VALID_MESSAGE, generation)
         self._seen[key] = fingerprint
         if self._write_status:
-            write_ready(self._api, kind.plural, obj, condition)
+            condition = replace(condition, type=condition_type(kind.group))
+            write_ready(self._api, kind.plural, obj, condition, group=kind.group, version=kind.version)
         if notify:
             self._notify()
         return True
 
+    def _invalid(self, kind: WatchedKind, key: str, exc: InvalidPolicyError, generation: int | None
+                 ) -> ReadyCondition:
+        """What stays in force for an object that cannot be enforced as written, and its status."""
+        if exc.fail_closed is not None:
+            # Its images stay covered, and denied: neither a looser policy nor noMatchPolicy gets them.
+            self._store.put(exc.fail_closed, "cluster")
+            self._owned[kind.label].add(key)
+            _logger.warning("%s cannot be enforced as written; it denies every image it covers: %s", key, exc)
+            return ReadyCondition(False, f"{exc}; until this is fixed, every image it covers is denied", generation)
+        if key in self._owned[kind.label]:
+            # Not even its images could be read: the last version in force stays in force.
+            _logger.warning("invalid edit of %s ignored, its last version stays in force: %s", key, exc)
+            return ReadyCondition(False, f"{exc}; the last valid version stays in force", generation)
+        _logger.warning("invalid %s names no images it could cover; not in force: %s", key, exc)
+        return ReadyCondition(False, str(exc), generation)
+
     def _forget(self, kind: WatchedKind, key: str, *, notify: bool) -> bool:
         self._seen.pop(key, None)
-        if key not in self._owned[kind.kind]:
+        if key not in self._owned[kind.label]:
             return False  # it was invalid: not in the store
-        self._owned[kind.kind].discard(key)
-        self._store.remove(key)
+        self._owned[kind.label].discard(key)
+        self._store.remove(key, "cluster")
         _logger.info("%s deleted, no longer in force", key)
         if notify:
             self._notify()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
+
+from webhook.errors import PolicyError
+from webhook.verify.regexp import RegexpMode, check_regexp
 
 GROUP = "policy.signet.dev"
 VERSION = "v1alpha1"
@@ -25,12 +27,12 @@ def one_of(model: BaseModel, fields: tuple[str, ...]) -> None:
 
 
 def compile_regexp(value: str | None) -> str | None:
+    """Validate an identity regexp (Go syntax, RE2) at load; the message says what RE2 or Go refuses."""
     if value is not None:
         try:
-            re.compile(value)
-        except re.error as exc:
-            raise PydanticCustomError("regexp", "invalid regular expression: {error}",
-                                      {"error": str(exc)}) from exc
+            check_regexp(value)
+        except PolicyError as exc:
+            raise PydanticCustomError("regexp", "{error}", {"error": exc.reason}) from exc
     return value
 
 
@@ -59,6 +61,8 @@ class KubeObject(Model):
     metadata: ObjectMeta
     # Where the object came from ("policies/a.yaml", "cluster", original apiVersion): for messages.
     _origin: str = PrivateAttr(default="")
+    # Identity regexps match in full in policy.signet.dev; policy.sigstore.dev documents search (Go).
+    _regexp_mode: RegexpMode = PrivateAttr(default="full")
 
     @property
     def name(self) -> str:
@@ -70,8 +74,18 @@ class KubeObject(Model):
         """Where it was loaded from, for messages and audit (e.g. ``policies/a.yaml``)."""
         return self._origin
 
+    @property
+    def regexp_mode(self) -> RegexpMode:
+        """How this object's identity regexps match: ``full``, or ``search`` as policy-controller does."""
+        return self._regexp_mode
+
 
 def set_origin(obj: KubeObject, origin: str) -> None:
     """Record where an object came from (the loader's job; models stay frozen otherwise)."""
     obj._origin = origin
+
+
+def set_regexp_mode(obj: KubeObject, mode: RegexpMode) -> None:
+    """Make identity regexps search (``policy.sigstore.dev`` documents) or match in full (the loader's job)."""
+    obj._regexp_mode = mode
 

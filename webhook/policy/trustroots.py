@@ -3,6 +3,10 @@
 Exactly one of ``trustedRoot`` (a trusted_root.json, inline as a JSON string or an object),
 ``remote`` (a TUF mirror URL plus the base64 ``root.json`` to trust first) or ``repository``
 (air-gapped: base64 tar.gz of a TUF repository, policy-controller's ``mirrorFS`` layout).
+
+As in policy-controller, a TUF repository keeps its targets under ``targets`` (a path below the
+repository root; default ``targets``) and the trust root in the target ``trustedRootTarget``
+(default ``trusted_root.json``).
 """
 
 from __future__ import annotations
@@ -13,10 +17,16 @@ import gzip
 import json
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from webhook.policy._base import URL_PATTERN, KubeObject, Model, one_of
+from webhook.policy._base import GROUP, URL_PATTERN, KubeObject, Model, one_of
+from webhook.policy.groups import qualified_key
+
+TRUSTED_ROOT_TARGET = "trusted_root.json"
+# A path below the repository root and a target name: no segment starts with "." (so no "..").
+_TARGETS_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$"
+_TARGET_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"
 
 
 def _base64(value: str, what: str) -> bytes:
@@ -42,6 +52,8 @@ class RemoteTrustRoot(Model):
 
     mirror: str = Field(pattern=URL_PATTERN)
     root: str
+    targets: str = Field(default="targets", max_length=255, pattern=_TARGETS_PATTERN)
+    trusted_root_target: str = Field(default=TRUSTED_ROOT_TARGET, max_length=255, pattern=_TARGET_PATTERN)
 
     @field_validator("root")
     @classmethod
@@ -60,7 +72,8 @@ class RepositoryTrustRoot(Model):
 
     root: str
     mirror_fs: str = Field(alias="mirrorFS")
-    targets: str = Field(default="targets", pattern=r"^[A-Za-z0-9._-]+$")
+    targets: str = Field(default="targets", max_length=255, pattern=_TARGETS_PATTERN)
+    trusted_root_target: str = Field(default=TRUSTED_ROOT_TARGET, max_length=255, pattern=_TARGET_PATTERN)
 
     @field_validator("root")
     @classmethod
@@ -112,10 +125,17 @@ class TrustRoot(KubeObject):
 
     kind: Literal["TrustRoot"] = "TrustRoot"
     spec: TrustRootSpec
+    # The API group of the document it was loaded from (policy.sigstore.dev ones are translated).
+    _api_group: str = PrivateAttr(default=GROUP)
+
+    @property
+    def api_group(self) -> str:
+        """``policy.signet.dev``, or ``policy.sigstore.dev`` for a translated policy-controller document."""
+        return self._api_group
 
     @property
     def key(self) -> str:
-        """Unique identity within a policy set (``TrustRoot/name``)."""
-        return f"{self.kind}/{self.name}"
+        """Unique identity within a policy set (``TrustRoot/name``; ``TrustRoot.<group>/name`` for another group)."""
+        return qualified_key(self.kind, self._api_group, self.name)
 
 

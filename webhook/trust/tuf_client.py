@@ -185,7 +185,7 @@ class TufClient:
         bootstrap = self._bootstrap
         if bootstrap is None and not (self.metadata_dir / "root.json").exists():
             raise TrustError(
-                f"no TUF root to start from for mirror {self.mirror_url}: give a root.json (--root)"
+                f"no TUF root to start from for mirror {self.mirror_url}: give a root.json (--tuf-root)"
             )
         return Updater(
             metadata_dir=str(self.metadata_dir),

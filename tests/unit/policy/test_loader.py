@@ -55,10 +55,7 @@ def test_valid_policy_loads_with_defaults() -> None:
     assert policy.spec.mutate.pin_digest is False
     identity = policy.spec.authorities[0].keyless.identities[0]  # type: ignore[union-attr]
     assert identity.issuer == "https://token.actions.githubusercontent.com"
-    assert identity.subject_pattern().fullmatch("https://github.com/acme/app/x")
-    assert identity.issuer_pattern().fullmatch("https://token.actions.githubusercontent.com")
-    # exact values are escaped, not regexps
-    assert not identity.issuer_pattern().fullmatch("https://tokenXactions.githubusercontent.com")
+    assert identity.subject_reg_exp == r"^https://github\.com/acme/.+$" and policy.regexp_mode == "full"
 
 
 def test_error_message_names_file_object_and_field(tmp_path: Path) -> None:
@@ -67,7 +64,7 @@ def test_error_message_names_file_object_and_field(tmp_path: Path) -> None:
     path = tmp_path / "a.yaml"
     path.write_text(_dump(doc))
     result = load_file(path, source="policies/a.yaml")
-    assert not result.policies
+    assert not result.as_written
     assert [str(p) for p in result.problems] == [
         'policies/a.yaml: ClusterImagePolicy "release": spec.authorities[0].keyless.identities[0]: '
         "exactly one of issuer and issuerRegExp is required"
@@ -131,7 +128,7 @@ INVALID = [
 @pytest.mark.parametrize(("path", "value", "field", "words"), INVALID, ids=[f"{r[0]}={r[1]}" for r in INVALID])
 def test_each_invalid_rule_is_reported_at_its_field(path: str, value: Any, field: str, words: str) -> None:
     result = load_documents([_bend(path, value)], source="policies/a.yaml")
-    assert not result.policies
+    assert not result.as_written
     messages = [str(p) for p in result.problems]
     assert any(p.path == field and words in p.message for p in result.problems), messages
     name = "Bad_Name" if path == "metadata.name" else "release"
@@ -197,7 +194,9 @@ def test_multi_document_file_keeps_the_valid_documents(tmp_path: Path) -> None:
     path = tmp_path / "many.yaml"
     path.write_text(text)
     result = load_file(path)
-    assert [p.key for p in result.policies] == ["ClusterImagePolicy/one", "ImagePolicy/team-a/two"]
+    assert [p.key for p in result.as_written] == ["ClusterImagePolicy/one", "ImagePolicy/team-a/two"]
+    # The broken one keeps covering its images, denying them, instead of disappearing.
+    assert result.fail_closed == ("ClusterImagePolicy/broken",)
     assert [str(p) for p in result.problems] == [
         f"{path}: ClusterImagePolicy \"broken\": spec.mode: Input should be 'enforce' or 'warn'"]
 
@@ -229,7 +228,7 @@ def test_yaml_syntax_error_is_a_problem_not_a_crash() -> None:
 )
 def test_foreign_documents_are_problems(document: Any, words: str) -> None:
     result = load_documents([document], source="dir/x.yaml")
-    assert not result.policies and words in str(result.problems[0])
+    assert not result.as_written and words in str(result.problems[0])
 
 
 def test_image_policy_requires_a_namespace() -> None:
@@ -340,3 +339,13 @@ def test_trust_root_sources_load() -> None:
 def test_invalid_trust_roots(spec: dict[str, Any], path: str, words: str) -> None:
     result = load_documents([_trust_root(spec)])
     assert any(p.path == path and words in p.message for p in result.problems), result.problems
+
+
+def test_policy_controller_documents_search_and_signet_documents_match_in_full() -> None:
+    pc = {"apiVersion": "policy.sigstore.dev/v1beta1", "kind": "ClusterImagePolicy", "metadata": {"name": "pc"},
+          "spec": {"images": [{"glob": "ghcr.io/**"}], "authorities": [{"keyless": {"identities": [
+              {"issuerRegExp": r"kubernetes\.default", "subjectRegExp": "^https://github.com/acme/"}]}}]}}
+    (policy,) = load_documents([pc]).cluster_policies
+    assert policy.regexp_mode == "search"
+    (own,) = load_documents([make_cip()]).cluster_policies
+    assert own.regexp_mode == "full"
