@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.integration.registry import LocalRegistry  # noqa: E402
 from tests.sigstore_kit import SigstoreKit  # noqa: E402
-from webhook.imageverify import verify_image  # noqa: E402
+from webhook.images import verify_image  # noqa: E402
 from webhook.oci import RegistryClient, parse_reference  # noqa: E402
 from webhook.verify.identity import Identity  # noqa: E402
 from webhook.verify.trustroot import TrustedRoot  # noqa: E402

@@ -21,6 +21,7 @@ from webhook.cli import build_parser
 from webhook.commands.serve import serve_app
 from webhook.config import from_args
 from webhook.decision import ImageDecision
+from webhook.decision.workload import Workload
 from webhook.oci import CredentialStore
 
 
@@ -29,7 +30,8 @@ class StuckEngine:
         self.how = how
 
     async def decide(self, images: Sequence[str], namespace: str | None,
-                     credentials: CredentialStore | None = None) -> list[ImageDecision]:
+                     credentials: CredentialStore | None = None,
+                     workload: Workload | None = None) -> list[ImageDecision]:
         print(f"stuck in {self.how}", file=sys.stderr, flush=True)
         if self.how == "c":
             sum(range(10**13))  # hours in one C call that never looks at signals

@@ -18,7 +18,7 @@ from tests.integration.conftest import BASIC_USER
 from tests.integration.registry import LocalRegistry
 from tests.k8s_apiserver import FakeApiServer
 from tests.sigstore_kit import SigstoreKit
-from webhook.imageverify import verify_image
+from webhook.images import verify_image
 from webhook.k8s import PullSecrets
 from webhook.oci import RegistryClient, parse_reference
 from webhook.oci.auth import CredentialStore

@@ -29,7 +29,7 @@ from tests.integration.registry import (
 from tests.integration.rekor_server import RekorServer
 from tests.sigstore_kit import SigstoreKit
 from tests.sigstore_kit.keys import new_p256, public_pem
-from webhook.imageverify import LAYOUT_BUNDLE, LAYOUT_LEGACY, ImageVerification, RekorLookup, verify_image
+from webhook.images import LAYOUT_BUNDLE, LAYOUT_LEGACY, ImageVerification, RekorLookup, verify_image
 from webhook.oci import RegistryClient, RegistryLimits, parse_reference
 from webhook.rekor import RekorClient
 from webhook.verify.identity import Identity
@@ -358,7 +358,7 @@ def test_cli_verify(registry: LocalRegistry, kit: SigstoreKit, trusted_root_file
                      "--output", "json", *common)
     document = json.loads(as_json.stdout)
     assert as_json.returncode == 0 and document["verified"] is True
-    assert document["signatures"][0]["signer"] == SIGNER and document["signatures"][0]["log_index"] is not None
+    assert document["signatures"][0]["signer"] == SIGNER and document["signatures"][0]["logIndex"] is not None
 
     nobundle = legacy(registry, kit, "vi/cli-nobundle", drop_bundle=True)
     via_rekor = signet(nobundle, "--certificate-identity", SIGNER, "--certificate-oidc-issuer", ISSUER,

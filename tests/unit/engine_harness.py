@@ -9,7 +9,7 @@ import httpx
 
 from tests.sigstore_kit import SigstoreKit, default_kit
 from tests.unit.oci.fake_registry import HOST, OCI_MANIFEST, SIMPLE_SIGNING, FakeRegistry, dumps
-from webhook.engine import Engine, EngineSettings, OnError
+from webhook.decision import Engine, EngineSettings, OnError
 from webhook.oci import CredentialStore, RegistryClient, RegistryLimits
 from webhook.policy.loader import load_text
 from webhook.policy.matching import PolicySet

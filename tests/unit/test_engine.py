@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.sigstore_kit import default_kit
 from tests.unit.engine_harness import ISSUER, REPO, SIGNER, Harness, policies, policy_yaml, push_signed
 from tests.unit.oci.fake_registry import HOST, OCI_MANIFEST, SIMPLE_SIGNING, FakeRegistry
-from webhook.engine import NOT_IN_TIME, OnError
+from webhook.decision import NOT_IN_TIME, OnError
 from webhook.oci import CredentialStore
 from webhook.policy.models import NoMatchPolicy
 
@@ -235,7 +235,8 @@ async def test_key_from_a_secret_verifies_and_an_unreadable_secret_denies(make: 
     missing = make(policies(key_policy("gone")), fake=h.fake, secret_key=secret_key)
     [outcome] = await missing.decide(f"{HOST}/{REPO}:v1")
     assert outcome.verdict == "deny"
-    assert "cannot read the public key in Secret (signet namespace)/gone" in outcome.reason
+    # Whether the Secret exists, and what it holds, is not the business of whoever submitted the Pod.
+    assert "key.secretRef is not available" in outcome.reason and "gone" not in outcome.reason
 
     offline = make(policies(key_policy("release-key")), fake=h.fake)
     [outcome] = await offline.decide(f"{HOST}/{REPO}:v1")
@@ -272,13 +273,92 @@ async def test_key_rekor_requires_a_log_entry_for_key_signatures(make: Callable[
     assert outcome.verdict == "deny" and "not recorded in a transparency log" in outcome.reason
 
 
-@pytest.mark.parametrize(("edit", "phrase"), [
-    (("  mode: enforce\n", "  mode: enforce\n  multiArch: everyPlatform\n"), "multiArch everyPlatform"),
-    (("        identities:", "        ctlog: {url: 'https://ct.example'}\n        identities:"), "keyless.ctlog"),
+@pytest.mark.parametrize(("edit", "verdict", "phrase"), [
+    # a single-platform manifest has no children: its own signature is all there is
+    (("  mode: enforce\n", "  mode: enforce\n  multiArch: everyPlatform\n"), "allow", "verified"),
+    (("        identities:", "        ctlog: {url: 'https://ct.example'}\n        identities:"), "deny",
+     "no CT log at https://ct.example"),
+    (("        identities:", "        ctlog: {url: 'https://ctfe.example/test/'}\n        identities:"), "allow",
+     "verified"),
 ])
-async def test_requirements_that_cannot_be_enforced_fail_closed(make: Callable[..., Harness], edit: tuple[str, str],
-                                                                phrase: str) -> None:
+async def test_requirements_once_refused_are_enforced(make: Callable[..., Harness], edit: tuple[str, str],
+                                                     verdict: str, phrase: str) -> None:
     h = make(policies(policy_yaml().replace(*edit)))
     push_signed(h.fake, default_kit())
     [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
-    assert outcome.verdict == "deny" and phrase in outcome.reason and "fails closed" in outcome.reason
+    assert outcome.verdict == verdict and phrase in outcome.reason, outcome.reason
+
+
+@pytest.mark.parametrize("fault", ["500", "hang"])
+async def test_warn_mode_means_warn_also_when_the_registry_fails(make: Callable[..., Harness], fault: str) -> None:
+    # The README rollout: every matching policy in warn mode, onError at its default (deny).
+    fake = FakeRegistry()
+    fake.faults["/manifests/"] = lambda _r: httpx.Response(500)
+    warn = policy_yaml(mode="warn")
+    if fault == "500":
+        h = make(policies(warn), fake=fake)
+    else:
+        h = make(policies(warn), deadline=0.3, transport=Hanging())
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "warn", outcome.reason
+    assert "infrastructure failure" in outcome.reason and "warn mode" in outcome.reason
+    # One enforcing policy among them: onError decides again.
+    both = make(policies(warn.replace("name: release", "name: a"), policy_yaml(name="b")), fake=fake)
+    [outcome] = await both.decide(f"{HOST}/{REPO}:v1")
+    assert outcome.verdict == "deny" and "onError: deny" in outcome.reason
+
+
+@pytest.mark.parametrize("on_error", ["deny", "warn", "allow"])
+async def test_a_missing_image_is_a_verdict_not_an_infrastructure_failure(make: Callable[..., Harness],
+                                                                          on_error: OnError) -> None:
+    h = make(policies(policy_yaml()), on_error=on_error)
+    push_signed(h.fake, default_kit())
+    for missing in (f"{HOST}/{REPO}:v1-typo", f"{HOST}/{REPO}@sha256:{'ab' * 32}"):
+        [outcome] = await h.decide(missing)
+        # onError allow must not admit a typo: the registry answered, and it said "no such image".
+        assert outcome.verdict == "deny", (missing, outcome.reason)
+        assert "does not exist" in outcome.reason or "no signatures found" in outcome.reason
+        assert "infrastructure" not in outcome.reason
+    warn = make(policies(policy_yaml(mode="warn")), fake=h.fake, on_error=on_error)
+    [outcome] = await warn.decide(f"{HOST}/{REPO}:v1-typo")
+    assert outcome.verdict == "warn" and "does not exist" in outcome.reason
+
+
+async def test_a_static_fail_policy_denies_without_asking_the_registry(make: Callable[..., Harness]) -> None:
+    catch_all = ("apiVersion: policy.signet.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: catch-all}\n"
+                 "spec:\n  images: [{glob: '**'}]\n  authorities:\n"
+                 "    - {name: nope, static: {action: fail, message: 'unreviewed registry'}}\n")
+    h = make(policies(catch_all, policy_yaml()), on_error="allow", transport=Hanging())
+    [outcome] = await h.decide(f"{HOST}/{REPO}:v1")
+    # With the registry down and onError allow, the catch-all must still deny, and at once.
+    assert outcome.verdict == "deny" and outcome.reason == "unreviewed registry"
+    assert outcome.policy == "catch-all"
+
+
+async def test_clients_for_many_credential_sets_are_never_closed_under_a_running_check(
+        make: Callable[..., Harness]) -> None:
+    fake = FakeRegistry(auth="basic", credentials=("puller", "s3cret"))
+    h = make(policies(policy_yaml()), fake=fake)
+    digest = push_signed(fake, default_kit())
+    sets = [CredentialStore.from_docker_config({"auths": {HOST: {"username": "puller", "password": "s3cret"},
+                                                          f"other{n}.test": {"username": "u", "password": str(n)}}})
+            for n in range(80)]
+    # 80 distinct credential sets at once: more than the pool keeps, all with work in flight.
+    results = await asyncio.gather(*(h.engine.decide([f"{HOST}/{REPO}@{digest}"], "team-a", creds) for creds in sets))
+    reasons = [r[0].outcome.reason for r in results]
+    assert all(r[0].outcome.verdict == "allow" for r in results), [x for x in reasons if x != "verified"][:3]
+
+
+async def test_a_digest_glob_applies_to_a_tag_once_it_is_resolved(make: Callable[..., Harness]) -> None:
+    # As policy-controller: the tag is resolved first, so `…@sha256:*` covers `:v1` too.
+    pinned_only = ("apiVersion: policy.signet.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata: {name: pinned}\n"
+                   f"spec:\n  images: [{{glob: '{HOST}/acme/app@sha256:*'}}]\n  authorities:\n"
+                   "    - {name: nope, static: {action: fail, message: 'no digest-pinned app'}}\n")
+    h = make(policies(pinned_only, policy_yaml()))
+    digest = push_signed(h.fake, default_kit())
+    for image in (f"{HOST}/{REPO}:v1", f"{HOST}/{REPO}@{digest}"):
+        [outcome] = await h.decide(image)
+        assert outcome.verdict == "deny" and outcome.reason == "no digest-pinned app", image
+        assert outcome.digest == digest
+    [warm] = await h.decide(f"{HOST}/{REPO}:v1")
+    assert warm.verdict == "deny" and warm.reason == "no digest-pinned app"

@@ -89,6 +89,22 @@ class AdmissionReview:
     dry_run: bool
 
     @property
+    def object_name(self) -> str:
+        """The workload's name for people: the request's, else the object's own, else ``generateName…``.
+
+        The API server sends no name for a CREATE whose object only has ``generateName``.
+        """
+        if self.name:
+            return self.name
+        metadata = self.obj.get("metadata") if isinstance(self.obj, dict) else None
+        if isinstance(metadata, dict):
+            if isinstance(metadata.get("name"), str) and metadata["name"]:
+                return str(metadata["name"])
+            if isinstance(metadata.get("generateName"), str) and metadata["generateName"]:
+                return f"{metadata['generateName']}…"
+        return ""
+
+    @property
     def resource_path(self) -> str:
         """``pods`` or ``pods/ephemeralcontainers``: how webhook rules name what was called."""
         if self.sub_resource:

@@ -193,19 +193,21 @@ def verify_cosign_attestation(
     # (1) signing times and (e) the log entry: from the bundle annotation or an online lookup.
     times = ([verify_timestamp(attestation.timestamp, attestation.timestamped, trusted_root)]
              if attestation.timestamp is not None else [])
+    verifier.requirements.check_timestamped(len(times))
     content = SignedContent(
         attestation.signature, signing_key, digest_for_key(signing_key, envelope.pae),
         certificate=leaf if key is None else None, envelope=envelope, payload=envelope.payload,
         envelope_bytes=attestation.envelope_bytes,
     )
     proofs = []
-    entry = attestation.rekor_bundle or log_entry
+    logged = verifier.requirements.transparency_log
+    entry = (attestation.rekor_bundle or log_entry) if logged else None
     if entry is not None:
         checked = verify_entry(entry, trusted_root, content)
         if checked.integrated_time is not None:
             times.append(checked.integrated_time)
         proofs.append(LogProof(checked.log.base_url, entry.log_index, checked.integrated_time))
-    elif key is None:
+    elif key is None and logged:
         raise VerificationError(
             "keyless attestation has no transparency log entry (no bundle annotation and none found in Rekor)",
             step="transparency log")

@@ -139,16 +139,18 @@ def verify_cosign_material(
 
     # (1) signing times and (e) the log entry: from the bundle annotation or an online lookup.
     times = [verify_timestamp(sig.timestamp, sig.signature, trusted_root)] if sig.timestamp else []
+    verifier.requirements.check_timestamped(len(times))
     content = SignedContent(sig.signature, signing_key, Digest("sha256", hashlib.sha256(sig.payload).digest()),
                             certificate=sig.certificate if key is None else None, payload=sig.payload)
     proofs = []
-    entry = sig.rekor_bundle or log_entry
+    logged = verifier.requirements.transparency_log
+    entry = (sig.rekor_bundle or log_entry) if logged else None
     if entry is not None:
         checked = verify_entry(entry, trusted_root, content)
         if checked.integrated_time is not None:
             times.append(checked.integrated_time)
         proofs.append(LogProof(checked.log.base_url, entry.log_index, checked.integrated_time))
-    elif key is None:
+    elif key is None and logged:
         raise VerificationError(
             "keyless signature has no transparency log entry (no bundle annotation and none found in Rekor)",
             step="transparency log")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -87,11 +87,31 @@ class Artifact:
         return Digest(algorithm, hashlib.new(algorithm, self.data).digest())
 
 
+@dataclass(frozen=True)
+class Requirements:
+    """What an authority asks of a signature's evidence besides the trust root (the default: Sigstore's)."""
+
+    transparency_log: bool = True
+    """False: log entries are neither required nor consulted (cosign ``--insecure-ignore-tlog``); a
+    certificate without another verified time must then be valid now."""
+    sct: bool = True
+    """False: the certificate's SCT is not checked (``insecureIgnoreSCT``)."""
+    timestamp: bool = False
+    """An RFC 3161 timestamp from one of the trust root's TSAs is required (``rfc3161timestamp``)."""
+
+    def check_timestamped(self, count: int) -> None:
+        """Raise unless a required RFC 3161 timestamp is present (each one present is verified anyway)."""
+        if self.timestamp and not count:
+            raise VerificationError("no RFC 3161 timestamp, and this authority requires one from its timestamp "
+                                    "authorities (rfc3161timestamp)", step="signing time")
+
+
 class Verifier:
     """Verifies signatures against one trust root; holds what does not change between verifications."""
 
-    def __init__(self, trusted_root: TrustedRoot) -> None:
+    def __init__(self, trusted_root: TrustedRoot, requirements: Requirements | None = None) -> None:
         self.trusted_root = trusted_root
+        self.requirements = requirements or Requirements()
         self._certificates = CertificateVerifier(trusted_root)
         # An SCT is checked against the CT log key valid at the SCT's own timestamp, so its outcome
         # for a given leaf and issuer never changes.
@@ -138,9 +158,10 @@ class Verifier:
 
         # (1) signing times from TSAs and (e) the transparency log entries.
         times = [verify_timestamp(tsr, signature, self.trusted_root) for tsr in bundle.timestamps]
-        proofs = self._check_log_entries(bundle, content)
+        self.requirements.check_timestamped(len(times))
+        proofs = self._check_log_entries(bundle, content) if self.requirements.transparency_log else []
         times.extend(p.integrated_time for p in proofs if p.integrated_time is not None)
-        if not proofs:
+        if not proofs and self.requirements.transparency_log:
             raise VerificationError("the bundle has no transparency log entry", step="transparency log")
 
         if leaf is not None and key is None:
@@ -189,6 +210,8 @@ class Verifier:
 
     def check_certificate(self, leaf: x509.Certificate, times: list[datetime]) -> None:
         """(b)–(d), (f): the leaf chains to a Fulcio CA at every verified time and carries a valid SCT."""
+        if not times and not self.requirements.transparency_log:
+            times = [datetime.now(UTC)]  # no log by the authority's choice: cosign then checks the certificate now
         if not times:
             raise VerificationError(
                 "no verified signing time: the bundle needs a Rekor SET or an RFC 3161 timestamp "
@@ -201,7 +224,7 @@ class Verifier:
         # (d) SCT from a trusted CT log, issued by the certificate that issued the leaf.
         # The issuer is a certificate object of the trust root this verifier holds, so its id is stable.
         sct_key = (fingerprint, id(chain[1]))
-        if sct_key not in self._sct_checked:
+        if self.requirements.sct and sct_key not in self._sct_checked:
             verify_sct(leaf, chain[1], self.trusted_root)
             self._sct_checked.add(sct_key)
 

@@ -13,6 +13,7 @@ from webhook.admission.outcome import ImageOutcome
 from webhook.app import LoadedPolicies, create_app
 from webhook.config import ServerConfig
 from webhook.decision import ImageDecision
+from webhook.decision.workload import Workload
 from webhook.oci import CredentialStore
 from webhook.policy.loader import LoadResult
 from webhook.policy.matching import PolicySet
@@ -51,7 +52,8 @@ class FakeEngine:
     closed: bool = False
 
     async def decide(self, images: Sequence[str], namespace: str | None,
-                     credentials: CredentialStore | None = None) -> list[ImageDecision]:
+                     credentials: CredentialStore | None = None,
+                     workload: Workload | None = None) -> list[ImageDecision]:
         self.calls.append((tuple(images), namespace))
         if self.fail is not None:
             raise self.fail
