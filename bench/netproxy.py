@@ -28,8 +28,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import uvloop
 
 from bench.netproxy_http import ProxiedRequest, Reply, end_to_end, serve_http1, serve_http2
+from webhook.oci.netio import AsyncioBackend
+from webhook.oci.pools import PoolTransport
 
 T = TypeVar("T")
 HTTP1, HTTP2 = "HTTP/1.1", "HTTP/2"
@@ -118,11 +121,12 @@ class DelayProxy:
     """Listens on 127.0.0.1 (a free port) and forwards to ``upstream`` (an http:// base URL)."""
 
     def __init__(self, upstream: str, *, rt: float, connect_rts: float = 2.0, tls: ssl.SSLContext | None = None,
-                 upstream_timeout: float = 30.0) -> None:
+                 upstream_timeout: float = 30.0, upstream_connections: int = 256) -> None:
         self.upstream = httpx.URL(upstream.rstrip("/"))
         self.rt, self.connect_rts, self.tls = rt, connect_rts, tls
         self.stats = ProxyStats()
         self._timeout = upstream_timeout
+        self._upstream_connections = upstream_connections
         self._listener = socket.socket()
         self._listener.bind(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
@@ -140,8 +144,13 @@ class DelayProxy:
     async def start(self) -> None:
         self._listener.listen(1024)
         self._listener.setblocking(False)
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-        self._client = httpx.AsyncClient(trust_env=False, timeout=self._timeout, limits=limits)
+        limits = httpx.Limits(max_connections=self._upstream_connections,
+                              max_keepalive_connections=self._upstream_connections)
+        # The registry's answers must not wait on the proxy: a Pod's burst is dozens of requests at once
+        # on a machine Signet and the registry share, so the proxy forwards on the loop's own transports.
+        transport = PoolTransport(AsyncioBackend(), ssl_context=ssl.create_default_context(), limits=limits,
+                                  http2=False)
+        self._client = httpx.AsyncClient(trust_env=False, timeout=self._timeout, transport=transport)
         self._spawn(self._accept_loop())
 
     async def aclose(self) -> None:
@@ -244,7 +253,7 @@ class ProxyThread:
     """An event loop in a daemon thread hosting proxies, for synchronous callers."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="netproxy", daemon=True)
         self._proxies: list[DelayProxy] = []
 

@@ -82,7 +82,9 @@ def start_site(workdir: Path, thread: ProxyThread, auth: str, **proxy_options: A
         registry = LocalRegistry(workdir)
         return Site(auth, registry, thread.start_proxy(registry.url, **proxy_options))
     token_server = ProxiedTokenServer(TokenIssuer())
-    token_proxy = thread.start_proxy(f"http://127.0.0.1:{token_server.port}", **proxy_options)
+    # The token server is http.server: a listen backlog of 5 drops the SYNs of a burst (1 s retries).
+    token_proxy = thread.start_proxy(f"http://127.0.0.1:{token_server.port}", upstream_connections=4,
+                                     **proxy_options)
     token_server.public_realm = f"{token_proxy.url}/token"
     registry = LocalRegistry(workdir, token=token_server)
     proxy = thread.start_proxy(registry.url, **proxy_options)

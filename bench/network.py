@@ -1,6 +1,7 @@
 """Benchmark: cold admissions when the registry is far away (a delay proxy in front of real registries).
 
     .venv/bin/python bench/network.py [--rt-ms 100] [--tls] [--no-h2] [--quick] [--images 20] [--json F]
+                                      [--server-arg=--FLAG=VALUE ...]
 
 Every request through the proxy costs one round trip (RT); every new connection two more (TCP,
 TLS) before its first byte. With ``--tls`` the proxy terminates TLS with a test CA (real
@@ -9,17 +10,19 @@ without it Signet talks plain HTTP (``--allow-http-registry``) and the handshake
 Token scenarios put the registry behind a Docker-Hub-style token dance: 401 + Bearer challenge,
 then a token server that is itself behind a delay proxy.
 
-Each scenario starts a fresh ``signet serve`` (policy: the test kit's keyless signer), then posts
-two Pod AdmissionReviews of distinct, never-seen images: ``first`` (the first admission after
-start) and ``later`` (a later cold one: new images, registry already known). It reports wall time,
-round trips on the critical path (time / RT), the floor for that path, requests, new connections
-(h2 among them) and the server's CPU time; then first ÷ later, and the extra CPU per extra image
-(Pod of N vs 1 image).
+Each scenario posts Pod AdmissionReviews of distinct, never-seen images (policy: the test kit's
+keyless signer) to fresh ``signet serve`` processes: ``contact`` to a server started without
+warm-up (``--warm-up-timeout 0``: first contact with the registry), then, to a server that warmed
+up as usual, ``first`` (the first admission after start) and ``later`` (a later cold one: new
+images, registry known). It reports wall time, round trips on the critical path (time / RT), the
+floor for that path, requests, new connections (h2 among them), the server's CPU time and what
+warm-up sent at start; then first ÷ later, the extra CPU per extra image (Pod of N vs 1 image)
+and the issue's goals.
 
-Floor (RT): first contact 2 (TCP+TLS) + 1 (the signature manifest: ``.sig`` tag, referrers API
-and fallback tag all at once) + 1 (legacy payload blob) or 2 (bundle: referrer manifest, bundle
-blob); + 1 for a tag (its digest first); token auth + 4 on first contact (401, token server
-TCP+TLS, token) and + 1 later (a token for the new repository). A Pod's floor is one image's.
+Floor (RT): 1 (the signature manifest: ``.sig`` tag, referrers API and fallback tag all at once)
++ 1 (legacy payload blob) or 2 (bundle: referrer manifest, bundle blob); + 1 for a tag (its digest
+first); token auth + 1 (a token for the repository). First contact adds 2 (TCP+TLS), and 4 more
+with token auth (401, token server TCP+TLS). A Pod's floor is one image's.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -38,11 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.netproxy import Exchange, ProxyStats, ProxyThread, server_tls_context  # noqa: E402
+from bench.netreport import report, trace  # noqa: E402
 from bench.netsetup import Image, SignetProcess, Site, as_dict, policy_yaml, push_signed, review, start_site  # noqa: E402
 from tests.sigstore_kit import SigstoreKit  # noqa: E402
 from tests.unit.server.tls_certs import TestCA  # noqa: E402
 
-REVIEWS = (("first", "a"), ("later", "b"))
+REVIEWS = (("contact", "c"), ("first", "a"), ("later", "b"))
+IMAGE_SETS = ("a", "b", "c")
+NO_WARM_UP = ["--warm-up-timeout", "0"]
 
 
 @dataclass(frozen=True)
@@ -54,9 +59,10 @@ class Scenario:
 
     def floor(self, review: str) -> int:
         rounds = (1 if self.ref == "tag" else 0) + (2 if self.signature == "legacy" else 3)
-        if review == "first":
+        rounds += 1 if self.auth == "token" else 0
+        if review == "contact":
             return rounds + 2 + (4 if self.auth == "token" else 0)
-        return rounds + (1 if self.auth == "token" else 0)
+        return rounds
 
 
 @dataclass(frozen=True)
@@ -107,11 +113,19 @@ class Setup:
 
 
 def run_scenario(scenario: Scenario, site: Site, setup: Setup) -> list[Measured]:
-    """A fresh server; the first review, then a later cold one (other images)."""
-    thread, rt = setup.thread, setup.rt
+    """First contact on a server without warm-up; then, on a fresh server, the first review and a later cold one."""
     policies = setup.workdir / "policies"
     policies.mkdir(parents=True, exist_ok=True)
     (policies / "bench.yaml").write_text(policy_yaml(site.proxy.host))
+    args = [*setup.signet_args, *setup.site_args(site), "--policies", str(policies)]
+    return [*run_reviews(scenario, site, setup, [*args, *NO_WARM_UP], REVIEWS[:1]),
+            *run_reviews(scenario, site, setup, args, REVIEWS[1:])]
+
+
+def run_reviews(scenario: Scenario, site: Site, setup: Setup, args: list[str],
+                reviews: tuple[tuple[str, str], ...]) -> list[Measured]:
+    """A fresh ``signet serve`` with ``args``, and ``reviews`` (name, image set) posted to it in order."""
+    thread, rt = setup.thread, setup.rt
 
     def snapshot() -> list[ProxyStats]:
         return [thread.stats(p) for p in site.proxies]
@@ -120,12 +134,11 @@ def run_scenario(scenario: Scenario, site: Site, setup: Setup) -> list[Measured]
         return [now.since(then) for now, then in zip(snapshot(), before, strict=True)]
 
     before = snapshot()
-    args = [*setup.signet_args, *setup.site_args(site), "--policies", str(policies)]
     server = SignetProcess(setup.workdir / "signet", args, setup.env)
     try:
         startup = since(before)
         results = []
-        for name, image_set in REVIEWS:
+        for name, image_set in reviews:
             images: list[Image] = site.images[(scenario.signature, image_set)][:scenario.images]
             refs = [image.reference(site.proxy.host, pinned=scenario.ref == "digest") for image in images]
             mark = snapshot()
@@ -148,50 +161,6 @@ def run_scenario(scenario: Scenario, site: Site, setup: Setup) -> list[Measured]
         server.stop()
 
 
-def report(results: list[Measured], rt_ms: float, transport: str) -> None:
-    print(f"Cold admissions, RT {rt_ms:g} ms per request, +2 RT per new connection; {transport}")
-    print(f"{'imgs':>4} {'ref':<6} {'signature':<9} {'auth':<5} {'review':<6} {'wall ms':>8} {'RT':>5} "
-          f"{'floor':>5} {'×floor':>6} {'reqs':>5} {'conns':>5} {'h2':>3} {'CPU ms':>7} {'peak':>4} {'start r/c':>9}")
-    for m in results:
-        s = m.scenario
-        print(f"{s.images:>4} {s.ref:<6} {s.signature:<9} {s.auth:<5} {m.review:<6} {m.seconds * 1000:>8.0f} "
-              f"{m.round_trips:>5.1f} {s.floor(m.review):>5} {m.over_floor:>6.2f} {m.requests:>5} "
-              f"{m.connections:>5} {m.h2_connections:>3} {m.cpu_ms:>7.1f} {m.peak_concurrency:>4} "
-              f"{m.startup_requests:>4}/{m.startup_connections:<4}")
-    print("\nfirst admission after start ÷ a later cold one (wall time):")
-    by_scenario: dict[Scenario, dict[str, Measured]] = {}
-    for m in results:
-        by_scenario.setdefault(m.scenario, {})[m.review] = m
-    for s, pair in by_scenario.items():
-        ratio = pair["first"].seconds / pair["later"].seconds
-        print(f"  {s.images:>3} {s.ref:<6} {s.signature:<7} {s.auth:<5} {ratio:5.2f}")
-    print("\nextra CPU per extra image (Pod of N vs 1 image, server CPU time):")
-    for s, pair in by_scenario.items():
-        single = by_scenario.get(Scenario(s.ref, s.signature, s.auth, 1))
-        if s.images == 1 or single is None:
-            continue
-        extra = [(pair[r].cpu_ms - single[r].cpu_ms) / (s.images - 1) for r in ("first", "later")]
-        print(f"  {s.ref:<6} {s.signature:<7} {s.auth:<5} first {extra[0]:5.1f} ms, later {extra[1]:5.1f} ms")
-    service = [ms for m in results for ms in m.service_ms]
-    if service:
-        deciles = statistics.quantiles(service, n=10)
-        print(f"\nupstream time per request (loopback registry; inside the RT unless longer): median "
-              f"{statistics.median(service):.1f} ms, p90 {deciles[-1]:.1f} ms over {len(service)} requests")
-
-
-def trace(results: list[Measured]) -> None:
-    """Each review's requests: arrival and answer in RT from the review's first request, connection, status."""
-    for m in results:
-        s = m.scenario
-        print(f"\n{s.images} {s.ref} {s.signature} {s.auth} {m.review}: {m.round_trips:.1f} RT")
-        if not m.exchanges:
-            continue
-        origin = min(e.started for e in m.exchanges)
-        for e in sorted(m.exchanges, key=lambda e: e.started):
-            print(f"  {(e.started - origin) / m.rt:5.1f} → {(e.finished - origin) / m.rt:5.1f} RT  "
-                  f"conn {e.connection:<3} {e.status} {e.method:<4} {e.path}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rt-ms", type=float, default=100.0, help="one round trip, in ms (default 100)")
@@ -204,6 +173,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="digest-pinned references only")
     parser.add_argument("--trace", action="store_true", help="print each review's requests on a timeline")
     parser.add_argument("--json", type=Path, help="also write every figure (and each request) here")
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="pass ARG to every signet serve, e.g. --server-arg=--images-in-flight=32 (repeatable)")
     args = parser.parse_args()
     refs = ["digest"] if args.quick else args.refs.split(",")
     signatures, auths = args.signatures.split(","), args.auth.split(",")
@@ -215,7 +186,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="signet-bench-net-") as tmp, ProxyThread() as thread:
         work = Path(tmp)
         (work / "trusted_root.json").write_bytes(kit.trusted_root_json())
-        signet_args = ["--trusted-root", str(work / "trusted_root.json"), "--deadline", "60"]
+        signet_args = ["--trusted-root", str(work / "trusted_root.json"), "--deadline", "60", *args.server_arg]
         env: dict[str, str] = {}
         options: dict[str, object] = {"rt": rt}
         if args.tls:
@@ -232,12 +203,12 @@ def main() -> int:
             started = time.perf_counter()
             for auth in auths:
                 site = sites[auth] = start_site(work / f"registry-{auth}", thread, auth, **options)
-                for signature, image_set in itertools.product(signatures, ("a", "b")):
+                for signature, image_set in itertools.product(signatures, IMAGE_SETS):
                     site.images[(signature, image_set)] = [
                         push_signed(site, kit, f"bench/{signature}-{image_set}{i}", signature)
                         for i in range(args.images)
                     ]
-            print(f"pushed {args.images * 2 * len(signatures) * len(auths)} signed images in "
+            print(f"pushed {args.images * len(IMAGE_SETS) * len(signatures) * len(auths)} signed images in "
                   f"{time.perf_counter() - started:.1f} s; {len(scenarios)} scenarios\n", file=sys.stderr)
             setup = Setup(thread, work / "run", signet_args, env, rt, args.tls)
             results = [m for s in scenarios for m in run_scenario(s, sites[s.auth], setup)]

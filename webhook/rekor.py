@@ -7,23 +7,27 @@ end with the leaf hash of the body); the caller verifies it fully (SET, inclusio
 checkpoint, body consistency) before it counts.
 
 Results, found and not found, are cached in memory (bounded, TTL) and concurrent lookups of the same
-signature share one request, so a busy cluster asks Rekor once per signature. Requests count against
-the process-wide ``RequestLimiter`` shared with the registry clients, and answers are read only up
-to ``MAX_RESPONSE_BYTES``. Rekor unreachable,
-timing out or failing (5xx, nonsense) is a :class:`~webhook.errors.TransparencyLogError`: an
-infrastructure failure, never a silent pass.
+signature share one request, so a busy cluster asks Rekor once per signature. Connections are
+pooled (HTTP/2 where Rekor offers it) and opened at warm-up. ``prefetch_legacy`` starts the lookups
+a ``.sig`` manifest will need as soon as the manifest arrives, while its payload blobs are still
+being fetched: the search key is in the layer's annotations and digest, so the lookup overlaps the
+registry work instead of following it. Requests count against the process-wide
+``RequestLimiter`` shared with the registry clients, and answers are read only up to
+``MAX_RESPONSE_BYTES``. Rekor unreachable, timing out or failing (5xx, nonsense) is a
+:class:`~webhook.errors.TransparencyLogError`: an infrastructure failure, never a silent pass.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,16 +37,29 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from webhook.errors import TransparencyLogError, VerificationError
+from webhook.oci.discovery import SIMPLE_SIGNING
 from webhook.oci.limits import RequestLimiter
+from webhook.oci.manifest import Descriptor, Manifest
+from webhook.oci.pools import plain_pool
+from webhook.upstreams import NULL_OBSERVER, REKOR, ObservedTransport, UpstreamObserver
+from webhook.verify.cosign import (
+    BUNDLE_ANNOTATION,
+    CERTIFICATE_ANNOTATION,
+    SIGNATURE_ANNOTATION,
+    parse_certificate_annotation,
+)
 from webhook.verify.keys import PublicKey, spki_der
 from webhook.verify.tlog import TlogEntry
 from webhook.verify.trustroot import TransparencyLog, TrustedRoot
 
 _logger = logging.getLogger(__name__)
 
+LOG_PATH = "/api/v1/log"
 RETRIEVE_PATH = "/api/v1/log/entries/retrieve"
 ENTRIES_PATH = "/api/v1/log/entries"
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+MAX_PREFETCH_LAYERS = 8  # a manifest listing a thousand layers does not get a thousand lookups ahead of time
+MAX_PREFETCHING = 256
 
 
 def _pem(verifier: x509.Certificate | PublicKey) -> bytes:
@@ -87,6 +104,51 @@ def rekor_v1_url(trusted_root: TrustedRoot) -> str | None:
     return best.base_url.rstrip("/")
 
 
+def _search_key(layer: Descriptor) -> tuple[bytes, x509.Certificate, bytes] | None:
+    """(signature, certificate, payload SHA-256) of a keyless simple-signing layer that carries no
+    Rekor bundle, from its descriptor alone (the layer's digest is its payload's); None otherwise."""
+    annotations = layer.annotations
+    if (layer.media_type != SIMPLE_SIGNING or BUNDLE_ANNOTATION in annotations
+            or not layer.digest.startswith("sha256:")):
+        return None
+    try:
+        certificate = parse_certificate_annotation(annotations.get(CERTIFICATE_ANNOTATION))
+        signature = base64.b64decode(annotations.get(SIGNATURE_ANNOTATION, ""), validate=True)
+        digest = bytes.fromhex(layer.digest.removeprefix("sha256:"))
+    except (VerificationError, ValueError):
+        return None  # the verification reports it; nothing to look up
+    if certificate is None or not signature or len(digest) != 32:
+        return None
+    return signature, certificate, digest
+
+
+def issuer_key_ids(trusted_root: TrustedRoot) -> frozenset[bytes]:
+    """The key identifiers of the Fulcio CAs that issue leaves in ``trusted_root``."""
+    found: set[bytes] = set()
+    for ca in trusted_root.certificate_authorities:
+        if ca.chain:
+            found.add(x509.SubjectKeyIdentifier.from_public_key(ca.chain[0].public_key()).digest)
+            with contextlib.suppress(x509.ExtensionNotFound):
+                found.add(ca.chain[0].extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest)
+    return frozenset(found)
+
+
+def _authority_key_id(certificate: x509.Certificate) -> bytes | None:
+    try:
+        identifier = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    return identifier
+
+
+def _forget(tasks: set[asyncio.Task[TlogEntry | None]]) -> Callable[[asyncio.Task[TlogEntry | None]], None]:
+    def done(task: asyncio.Task[TlogEntry | None]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed prefetch is retried by the lookup that needs it
+    return done
+
+
 @dataclass(frozen=True, slots=True)
 class _Cached:
     entry: TlogEntry | None
@@ -109,10 +171,12 @@ class RekorClient:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         limiter: RequestLimiter | None = None,
+        observer: UpstreamObserver = NULL_OBSERVER,
     ) -> None:
         self.limiter = limiter or RequestLimiter()
+        inner = transport or plain_pool(REKOR, observer)
         self._http = httpx.AsyncClient(
-            transport=transport,
+            transport=ObservedTransport(inner, REKOR, observer),
             timeout=httpx.Timeout(timeout),
             headers={"User-Agent": "signet", "Accept": "application/json"},
             follow_redirects=False,
@@ -124,7 +188,9 @@ class RekorClient:
         self._clock = clock
         self._cache: OrderedDict[tuple[str, ...], _Cached] = OrderedDict()
         self._inflight: dict[tuple[str, ...], asyncio.Task[TlogEntry | None]] = {}
+        self._prefetching: set[asyncio.Task[TlogEntry | None]] = set()
         self.request_count = 0
+        self.hits = self.misses = 0
 
     async def __aenter__(self) -> RekorClient:
         return self
@@ -133,7 +199,17 @@ class RekorClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        for task in list(self._prefetching):
+            task.cancel()
+        await asyncio.gather(*self._prefetching, return_exceptions=True)
         await self._http.aclose()
+
+    def cache_stats(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "size": len(self._cache)}
+
+    async def warm(self, base_url: str) -> None:
+        """Open the connection to Rekor (``GET /api/v1/log``, the log's size and root) before it is needed."""
+        await self._call(base_url.rstrip("/"), "GET", LOG_PATH, None)
 
     # --- cache and single-flight -----------------------------------------------------------------
 
@@ -158,9 +234,11 @@ class RekorClient:
                              ) -> TlogEntry | None:
         hit = self._cached(key)
         if hit is not None:
+            self.hits += 1
             return hit.entry
         task = self._inflight.get(key)
         if task is None:
+            self.misses += 1
 
             async def run() -> TlogEntry | None:
                 entry = await make()
@@ -190,6 +268,27 @@ class RekorClient:
                hashlib.sha256(_pem(certificate_or_key)).hexdigest(), payload_digest.hex())
         proposed = proposed_hashedrekord(signature, certificate_or_key, payload_digest)
         return await self._single_flight(key, lambda: self._retrieve(base, proposed, signature))
+
+    def prefetch_legacy(self, base_url: str | None, manifest: Manifest, issuers: Collection[bytes]) -> int:
+        """Start the lookups that the keyless layers of a ``.sig`` manifest without log evidence will
+        need (``find_entry`` then joins them or finds them cached); returns how many were started.
+
+        Only for certificates whose authority key is one of ``issuers`` (``issuer_key_ids`` of the
+        trust root whose Rekor is ``base_url``): a signature of a private Sigstore deployment is
+        never shown to another log ahead of time.
+        """
+        if not base_url or not issuers or len(self._prefetching) >= MAX_PREFETCHING:
+            return 0
+        started = 0
+        for layer in manifest.layers[:MAX_PREFETCH_LAYERS]:
+            search = _search_key(layer)
+            if search is None or _authority_key_id(search[1]) not in issuers:
+                continue
+            task = asyncio.ensure_future(self.find_entry(base_url, *search))
+            self._prefetching.add(task)
+            task.add_done_callback(_forget(self._prefetching))
+            started += 1
+        return started
 
     async def get_entry_by_index(self, base_url: str, log_index: int) -> TlogEntry | None:
         """``GET /api/v1/log/entries?logIndex=N``: the entry at this global index, or None (404)."""

@@ -9,12 +9,15 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from cryptography import x509
 
 from tests.sigstore_kit import SigstoreKit
 from tests.sigstore_kit.cosign import LegacyImageSignature
 from webhook.errors import TransparencyLogError, VerificationError
 from webhook.oci import RequestLimiter
-from webhook.rekor import MAX_RESPONSE_BYTES, RekorClient, proposed_hashedrekord, rekor_v1_url
+from webhook.oci.discovery import SIMPLE_SIGNING
+from webhook.oci.manifest import Manifest
+from webhook.rekor import MAX_RESPONSE_BYTES, RekorClient, issuer_key_ids, proposed_hashedrekord, rekor_v1_url
 from webhook.verify.cosign import CosignSignature, verify_cosign_material
 from webhook.verify.trustroot import TrustedRoot
 from webhook.verify.verifier import Verifier
@@ -210,3 +213,119 @@ async def test_rekor_requests_share_the_registry_clients_limiter(kit: SigstoreKi
             results = await asyncio.gather(*(find(client, s) for s in signatures))
     assert results == [None] * 8
     assert peak == 1 and limiter.peak == 2
+
+
+# --- ahead of time --------------------------------------------------------------------------------
+
+
+def issuers(sig: LegacyImageSignature) -> frozenset[bytes]:
+    certificate = parsed(sig).certificate
+    assert certificate is not None
+    key_id = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    assert key_id is not None
+    return frozenset({key_id})
+
+
+def sig_manifest(layers: list[tuple[LegacyImageSignature, bool]]) -> Manifest:
+    """A ``.sig`` manifest listing these signatures' layers (with or without their bundle annotation)."""
+    entries = []
+    for sig, keep_bundle in layers:
+        annotations = dict(sig.annotations)
+        if not keep_bundle:
+            annotations.pop("dev.sigstore.cosign/bundle", None)
+        entries.append({"mediaType": SIMPLE_SIGNING, "digest": "sha256:" + hashlib.sha256(sig.payload).hexdigest(),
+                        "size": len(sig.payload), "annotations": annotations})
+    raw = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                 "digest": "sha256:" + "00" * 32, "size": 2},
+                      "layers": entries}).encode()
+    return Manifest.parse(raw, digest="sha256:" + hashlib.sha256(raw).hexdigest(), content_type=None,
+                          max_layers=100, source="test")
+
+
+def test_the_trust_roots_issuers_are_its_fulcio_keys(kit: SigstoreKit, signed: LegacyImageSignature) -> None:
+    assert issuers(signed) <= issuer_key_ids(TrustedRoot.from_json(kit.trusted_root_json()))
+
+
+async def test_a_sig_manifest_starts_its_lookups_before_the_payloads_are_fetched(
+    kit: SigstoreKit, signed: LegacyImageSignature
+) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        assert signed.entry is not None
+        return httpx.Response(200, json=[kit.rekor_v1.api_entry(signed.entry)])
+
+    async with RekorClient(transport=httpx.MockTransport(handler)) as client:
+        assert client.prefetch_legacy(BASE, sig_manifest([(signed, False)]), issuers(signed)) == 1
+        await asyncio.sleep(0.01)  # the manifest's payload blob would be on its way now
+        assert seen == ["/api/v1/log/entries/retrieve"]
+        entry = await find(client, signed)  # what the verification asks later: already answered
+        assert entry is not None and len(seen) == 1
+        assert client.cache_stats() == {"hits": 1, "misses": 1, "size": 1}
+
+
+async def test_a_lookup_asked_while_its_prefetch_is_in_flight_joins_it(
+    kit: SigstoreKit, signed: LegacyImageSignature
+) -> None:
+    calls = 0
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        assert signed.entry is not None
+        return httpx.Response(200, json=[kit.rekor_v1.api_entry(signed.entry)])
+
+    async with RekorClient(transport=httpx.MockTransport(slow)) as client:
+        client.prefetch_legacy(BASE, sig_manifest([(signed, False)]), issuers(signed))
+        assert await find(client, signed) is not None
+    assert calls == 1
+
+
+async def test_no_prefetch_for_layers_with_log_evidence_or_without_a_certificate(
+    kit: SigstoreKit, signed: LegacyImageSignature
+) -> None:
+    with_bundle = kit.sign_image_legacy(DIGEST, tlog=True)
+    async with RekorClient(transport=httpx.MockTransport(lambda r: httpx.Response(500))) as client:
+        assert client.prefetch_legacy(BASE, sig_manifest([(with_bundle, True)]), issuers(signed)) == 0
+        keyed = LegacyImageSignature(signed.payload, signed.signature, {
+            k: v for k, v in signed.annotations.items() if k != "dev.sigstore.cosign/certificate"}, None)
+        assert client.prefetch_legacy(BASE, sig_manifest([(keyed, False)]), issuers(signed)) == 0
+        assert client.prefetch_legacy(None, sig_manifest([(signed, False)]), issuers(signed)) == 0  # no Rekor
+
+
+async def test_no_prefetch_of_a_signature_another_trust_root_issued(signed: LegacyImageSignature) -> None:
+    """A private deployment's signature is never shown to the default root's (public) Rekor ahead of time."""
+    other = issuer_key_ids(TrustedRoot.from_json(SigstoreKit.create(seed_entries=1).trusted_root_json()))
+    async with RekorClient(transport=httpx.MockTransport(lambda r: httpx.Response(500))) as client:
+        assert client.prefetch_legacy(BASE, sig_manifest([(signed, False)]), other) == 0
+        assert client.prefetch_legacy(BASE, sig_manifest([(signed, False)]), frozenset()) == 0
+
+
+async def test_a_failed_prefetch_is_asked_again_by_the_lookup_that_needs_it(signed: LegacyImageSignature) -> None:
+    calls = 0
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(503 if calls == 1 else 404)
+
+    async with RekorClient(transport=httpx.MockTransport(flaky)) as client:
+        client.prefetch_legacy(BASE, sig_manifest([(signed, False)]), issuers(signed))
+        await asyncio.sleep(0.01)
+        assert await find(client, signed) is None
+    assert calls == 2
+
+
+async def test_warm_opens_the_connection_with_a_cheap_request() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        return httpx.Response(200, json={"treeSize": 3})
+
+    async with RekorClient(transport=httpx.MockTransport(handler)) as client:
+        await client.warm(BASE + "/")
+    assert seen == ["GET /api/v1/log"]

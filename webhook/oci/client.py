@@ -23,16 +23,19 @@ from webhook.errors import InputError
 from webhook.oci.auth import CredentialStore, RegistryAuth, TokenCache
 from webhook.oci.egress import Resolver
 from webhook.oci.errors import DigestMismatchError, ImageNotFoundError, SizeLimitError
+from webhook.oci.knowledge import RegistryKnowledge
 from webhook.oci.limits import ImageBudget, RegistryLimits, RequestLimiter
 from webhook.oci.manifest import MANIFEST_ACCEPT, Descriptor, Manifest, media_type_of
 from webhook.oci.reference import ImageReference, is_valid_digest
 from webhook.oci.referrers import ReferrersLookup
 from webhook.oci.session import RegistrySession
-from webhook.oci.transport import Referrers, RepositoryLike
+from webhook.oci.transport import Referrers, Repository, RepositoryLike
+from webhook.upstreams import NULL_OBSERVER, UpstreamObserver
 
 _logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+TagManifestHook = Callable[[RepositoryLike, str, Manifest], None]
 
 
 def _hash(algorithm: str, data: bytes) -> str:
@@ -42,8 +45,9 @@ def _hash(algorithm: str, data: bytes) -> str:
 class RegistryClient:
     """Async registry client for one set of credentials.
 
-    ``limiter`` (in-flight requests) and ``transport`` (connection pools) may be shared by every
-    client of a process; a client closes only a transport it created itself.
+    ``limiter`` (in-flight requests), ``transport`` (connection pools) and ``knowledge`` (what each
+    registry supports) may be shared by every client of a process; a client closes only a transport
+    it created itself. ``observer`` is told about every request and connection.
     """
 
     def __init__(
@@ -59,8 +63,15 @@ class RegistryClient:
         limiter: RequestLimiter | None = None,
         resolver: Resolver | None = None,
         clock: Callable[[], float] = time.monotonic,
+        knowledge: RegistryKnowledge | None = None,
+        observer: UpstreamObserver = NULL_OBSERVER,
+        tag_manifest_hook: TagManifestHook | None = None,
     ) -> None:
+        """``tag_manifest_hook`` is told every manifest read through a tag (say, to start the Rekor
+        lookups a ``.sig`` manifest will need while its blobs are fetched); it must not block."""
         self.limits = limits or RegistryLimits()
+        self._hook = tag_manifest_hook
+        self.knowledge = knowledge if knowledge is not None else RegistryKnowledge(clock=clock)
         self._session = RegistrySession(
             limits=self.limits,
             credentials=credentials,
@@ -71,8 +82,10 @@ class RegistryClient:
             transport=transport,
             limiter=limiter,
             resolver=resolver,
+            knowledge=self.knowledge,
+            observer=observer,
         )
-        self._referrers = ReferrersLookup(self._session, self.get_tag_manifest, clock)
+        self._referrers = ReferrersLookup(self._session, self.get_tag_manifest, self.knowledge)
         self._inflight: dict[tuple[str, ...], asyncio.Task[Any]] = {}
 
     async def __aenter__(self) -> RegistryClient:
@@ -154,6 +167,21 @@ class RegistryClient:
     @staticmethod
     def _slot(budget: ImageBudget | None) -> AbstractAsyncContextManager[None]:
         return budget.slot() if budget is not None else nullcontext()
+
+    # --- warming ---------------------------------------------------------------------------------
+
+    async def ping(self, registry: str) -> int:
+        """``GET /v2/``: opens a connection, learns how the registry authenticates and, for a Bearer
+        realm, fetches an anonymous token (warming the realm's connection too). Returns the status."""
+        repo = Repository(registry, "")
+        url = f"{self.base_url(registry)}/v2/"
+        async with self._session.request(repo, "GET", url, f"GET /v2/ of {self._session.display(registry)}") as r:
+            return r.status_code
+
+    def speaks_h2(self, registry: str) -> bool:
+        """Whether the registry's connections negotiated HTTP/2 (so one connection serves every request)."""
+        url = httpx.URL(self.base_url(registry))
+        return self._session.speaks_h2(url)
 
     # --- manifests ---------------------------------------------------------------------------
 
@@ -242,7 +270,13 @@ class RegistryClient:
         missing tag costs one request either way. ``budget`` is charged as the body arrives.
         """
         async with self._slot(budget):
-            return await self._fetch_manifest(repo, tag, by_digest=False, budget=budget)
+            manifest = await self._fetch_manifest(repo, tag, by_digest=False, budget=budget)
+        if manifest is not None and self._hook is not None:
+            try:
+                self._hook(repo, tag, manifest)
+            except Exception:  # a hook only ever saves time; it must not fail a fetch
+                _logger.exception("tag manifest hook failed for %s", tag)
+        return manifest
 
     def _source(self, repo: RepositoryLike) -> str:
         return f"{self._session.display(repo.registry)}/{repo.repository}"

@@ -15,6 +15,8 @@ from webhook.oci.reference import normalise_registry
 
 _logger = logging.getLogger(__name__)
 
+_MAX_LOOKED_UP = 1024  # hosts asked about come from image references
+
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
@@ -44,15 +46,25 @@ class CredentialStore:
 
     def __init__(self, entries: Mapping[str, Credentials] | None = None) -> None:
         self._by_host: dict[str, Credentials] = {}
+        # Every registry request asks: normalising the host each time costs more than the request's auth.
+        self._looked_up: dict[str, Credentials | None] = {}
         for host, creds in (entries or {}).items():
             self.add(host, creds)
 
     def add(self, host: str, credentials: Credentials) -> None:
         self._by_host[normalise_auth_host(host)] = credentials
+        self._looked_up.clear()
 
     def lookup(self, host: str) -> Credentials | None:
         """Credentials for a registry host (with or without scheme/port as configured)."""
-        return self._by_host.get(normalise_auth_host(host))
+        try:
+            return self._looked_up[host]
+        except KeyError:
+            pass
+        if len(self._looked_up) >= _MAX_LOOKED_UP:
+            self._looked_up.clear()
+        found = self._looked_up[host] = self._by_host.get(normalise_auth_host(host))
+        return found
 
     def hosts(self) -> list[str]:
         return sorted(self._by_host)

@@ -24,12 +24,16 @@ import httpcore
 import httpx
 
 from webhook.oci.errors import EgressRefusedError
+from webhook.oci.netio import AsyncioBackend
+from webhook.oci.pools import HostGates, PoolTransport, TrackingBackend, default_ssl_context, pool_limits
+from webhook.upstreams import NULL_OBSERVER, REGISTRY, UpstreamObserver
 
 EGRESS = "signet.egress"  # request extension: frozenset[AddressClass] reachable besides public addresses
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 _STAGGER = 0.25  # RFC 8305: try the next address if the previous has not connected by then
+DEFAULT_MAX_PER_HOST = 32  # HTTP/1.1 connections to one registry; chosen with bench/network.py
 
 
 class AddressClass(enum.StrEnum):
@@ -88,6 +92,7 @@ def address_class(address: IPAddress) -> AddressClass | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every request and hop; hosts come from references
 def ip_literal(host: str) -> IPAddress | None:
     """The address a host string denotes by itself (``[::1]``, ``127.1``, ``2130706433``), if any."""
     bare = host.strip("[]")
@@ -162,7 +167,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     ) -> None:
         self.allowance = allowance
         self._resolve = resolver or system_resolver
-        self._inner = inner or httpcore.AnyIOBackend()
+        self._inner = inner or AsyncioBackend()
 
     async def connect_tcp(
         self,
@@ -252,55 +257,48 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-@functools.cache
-def default_ssl_context() -> Any:
-    """The system trust store as an SSL context, built once per process (it costs tens of ms)."""
-    return httpx.create_ssl_context()
-
-
-class _GuardedHTTPTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, backend: GuardedBackend, *, ssl_context: Any, limits: httpx.Limits, http2: bool) -> None:
-        super().__init__(verify=ssl_context, limits=limits, http2=http2)
-        # httpx takes no network backend: rebuild its pool with the same settings around ours.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=http2,
-            network_backend=backend,
-        )
-
-
 class EgressTransport(httpx.AsyncBaseTransport):
-    """The network transport of registry clients: one guarded pool per allowance; may be shared by clients."""
+    """The network transport of registry clients: one guarded pool per allowance; may be shared by clients.
+
+    ``max_connections`` bounds each pool, ``max_per_host`` the requests in flight to one HTTP/1.1
+    origin (its connections); ``http2`` lets every request to an origin that offers h2 share one
+    connection. ``observer`` is told about every connection.
+    """
 
     def __init__(
         self,
         *,
-        max_connections: int = 32,
+        max_connections: int = 64,
+        max_per_host: int = DEFAULT_MAX_PER_HOST,
         http2: bool = False,
         resolver: Resolver | None = None,
         ssl_context: Any = None,
+        observer: UpstreamObserver = NULL_OBSERVER,
     ) -> None:
-        self._limits = httpx.Limits(max_connections=max_connections)
+        self._limits = pool_limits(max_connections)
         self._http2 = http2
         self._resolver = resolver
         self._ssl_context = ssl_context if ssl_context is not None else default_ssl_context()
-        self._pools: dict[Allowance, _GuardedHTTPTransport] = {}
+        self._observer = observer
+        self.gates = HostGates(max_per_host)
+        self._pools: dict[Allowance, PoolTransport] = {}
 
-    def _pool(self, allowance: Allowance) -> _GuardedHTTPTransport:
+    def _pool(self, allowance: Allowance) -> PoolTransport:
         pool = self._pools.get(allowance)
         if pool is None:
-            backend = GuardedBackend(allowance, resolver=self._resolver)
-            pool = self._pools[allowance] = _GuardedHTTPTransport(
-                backend, ssl_context=self._ssl_context, limits=self._limits, http2=self._http2
+            guarded = GuardedBackend(allowance, resolver=self._resolver)
+            backend = TrackingBackend(guarded, REGISTRY, self._observer, self.gates)
+            pool = self._pools[allowance] = PoolTransport(
+                backend, ssl_context=self._ssl_context, limits=self._limits, http2=self._http2, gates=self.gates
             )
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return await self._pool(allowance_of(request)).handle_async_request(request)
+
+    def connections(self) -> int:
+        """Connections open (or opening) in every pool."""
+        return sum(pool.connections() for pool in self._pools.values())
 
     async def aclose(self) -> None:
         pools, self._pools = list(self._pools.values()), {}

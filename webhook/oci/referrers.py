@@ -1,26 +1,29 @@
 """Referrers of a digest: the OCI 1.1 referrers API, else the ``<alg>-<hex>`` fallback tag index.
 
-A registry that showed it has no referrers API is remembered for a while, so later lookups skip
-the probe and cost one request. Pagination links must stay on the registry's own origin.
+While a registry's support for the API is unknown, the API and the fallback tag are asked at
+once (one round trip either way); what the registry showed is remembered (``RegistryKnowledge``)
+so later lookups ask only the one that answers. Pagination links must stay on the registry's own origin.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Protocol
 
 import httpx
 
 from webhook.oci.errors import SizeLimitError
+from webhook.oci.knowledge import RegistryKnowledge
 from webhook.oci.limits import ImageBudget
 from webhook.oci.manifest import OCI_INDEX, Descriptor, Manifest, media_type_of
 from webhook.oci.session import RegistrySession
 from webhook.oci.transport import Referrers, RepositoryLike, next_page_url
 
-_UNSUPPORTED_TTL = 600.0  # registries get upgraded; re-probe the referrers API now and then
+_MIN_GRACE = 0.05
+
 
 class TagManifest(Protocol):
     async def __call__(
@@ -28,33 +31,66 @@ class TagManifest(Protocol):
     ) -> Manifest | None: ...
 
 
+def fallback_tag(digest: str) -> str:
+    algorithm, _, hex_digest = digest.partition(":")
+    return f"{algorithm[:32]}-{hex_digest[:64]}"
+
+
+async def _abandon(task: asyncio.Task[Manifest | None] | None, grace: float = 0.0) -> None:
+    """Stop a fetch whose answer is not needed, after ``grace`` seconds to finish (a fetch stopped
+    mid-answer costs its HTTP/1.1 connection), and wait until it has let go of the connection."""
+    if task is None:
+        return
+    if grace > 0:
+        await asyncio.wait([task], timeout=grace)
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure nobody needs is not an error
+
+
 class ReferrersLookup:
     """Finds referrers for one RegistryClient (``tag_manifest`` is its ``get_tag_manifest``)."""
 
-    def __init__(
-        self, session: RegistrySession, tag_manifest: TagManifest, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, session: RegistrySession, tag_manifest: TagManifest, knowledge: RegistryKnowledge) -> None:
         self._session = session
         self._tag_manifest = tag_manifest
-        self._clock = clock
-        self._unsupported: dict[str, float] = {}
+        self._knowledge = knowledge
 
     async def find(self, repo: RepositoryLike, digest: str, budget: ImageBudget | None) -> Referrers:
         """Referrers of ``digest``, from the API when the registry has one, else the fallback tag."""
         host = self._session.base_url(repo.registry)
         notes: list[str] = []
-        unsupported_until = self._unsupported.get(host)
-        if unsupported_until is None or self._clock() >= unsupported_until:
+        supported = self._knowledge.referrers_api(host)
+        if supported is False:
+            notes.append("referrers API not supported by this registry (remembered); used fallback tag")
+            return await self._fallback(repo, digest, budget, notes)
+        tag: asyncio.Task[Manifest | None] | None = None
+        if supported is None:
+            tag = asyncio.ensure_future(self._tag_manifest(repo, fallback_tag(digest), budget=budget))
+        started = time.monotonic()
+        try:
             async with (budget.slot() if budget is not None else nullcontext()):
                 descriptors = await self._referrers_api(repo, digest, notes, budget)
-            if descriptors is not None:
-                return Referrers(descriptors, "api", notes)
-            self._unsupported[host] = self._clock() + _UNSUPPORTED_TTL
-        else:
-            notes.append("referrers API not supported by this registry (remembered); used fallback tag")
-        algorithm, _, hex_digest = digest.partition(":")
-        tag = f"{algorithm[:32]}-{hex_digest[:64]}"
-        index = await self._tag_manifest(repo, tag, budget=budget)
+        except BaseException:
+            await _abandon(tag)
+            raise
+        self._knowledge.learn_referrers_api(host, descriptors is not None)
+        if descriptors is not None:
+            # Asked only in case: it may take as long as the API took (its answer is due), no longer.
+            await _abandon(tag, grace=max(time.monotonic() - started, _MIN_GRACE))
+            return Referrers(descriptors, "api", notes)
+        index = await tag if tag is not None else await self._tag_manifest(repo, fallback_tag(digest), budget=budget)
+        return self._from_index(index, fallback_tag(digest), notes)
+
+    async def _fallback(
+        self, repo: RepositoryLike, digest: str, budget: ImageBudget | None, notes: list[str]
+    ) -> Referrers:
+        tag = fallback_tag(digest)
+        return self._from_index(await self._tag_manifest(repo, tag, budget=budget), tag, notes)
+
+    @staticmethod
+    def _from_index(index: Manifest | None, tag: str, notes: list[str]) -> Referrers:
         if index is None:
             return Referrers([], "fallback-tag", notes)
         if not index.is_index:
@@ -67,7 +103,7 @@ class ReferrersLookup:
     ) -> list[Descriptor] | None:
         limits = self._session.limits
         url: str | None = self._session.url(repo, "referrers", digest)
-        base = httpx.URL(self._session.base_url(repo.registry))
+        base = self._session.base(repo.registry)
         descriptors: list[Descriptor] = []
         source = f"{self._session.display(repo.registry)}/{repo.repository}"
         for page in range(limits.max_referrer_pages):

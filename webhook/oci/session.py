@@ -1,21 +1,26 @@
-"""How a RegistryClient talks HTTP: addressing, egress rules, redirects, auth, timeouts, bounded reads.
+"""How a RegistryClient talks HTTP: egress rules, redirects, auth, timeouts, bounded reads.
 
-Redirects are followed here, not by httpx, so every hop is judged before it is sent: the
-registry's own origin, or https to a public address (or to a private one when the registry itself
-answered from a private address). Credentials go only to the registry's origin (and, for token
-requests, to the realm's). Every failure is a ``RegistryError`` naming the registry and operation.
+Requests go straight to the transport (no httpx client around it): redirects are followed here,
+so every hop is judged before it is sent: the registry's own origin, or https to a public address
+(or to a private one when the registry itself answered from a private address). Credentials go
+only to the registry's origin (and, for token requests, to the realm's). An answer's unread body
+is drained so its connection is reused, and a kept-alive connection the server dropped is retried
+once. Every failure is a ``RegistryError`` naming the registry and operation. Where requests go is
+``webhook.oci.addressing``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
 
 import httpx
 
-from webhook.errors import InputError, RegistryError, SignetError
+from webhook.errors import RegistryError, SignetError
+from webhook.oci.addressing import MEMO, RegistryAddresses
 from webhook.oci.auth import CredentialStore, RegistryAuth, TokenCache, TokenRequest
 from webhook.oci.egress import (
     EGRESS,
@@ -37,13 +42,18 @@ from webhook.oci.errors import (
     RegistryTimeoutError,
     SizeLimitError,
 )
+from webhook.oci.knowledge import RegistryKnowledge
 from webhook.oci.limits import ImageBudget, RegistryLimits, RequestLimiter
-from webhook.oci.reference import DOCKER_HUB, DOCKER_HUB_API_HOST, normalise_registry
-from webhook.oci.transport import CountingTransport, RepositoryLike, is_loopback_host
+from webhook.oci.transport import CountingTransport, RepositoryLike
+from webhook.upstreams import NULL_OBSERVER, REGISTRY, ObservedTransport, UpstreamObserver
+
+_logger = logging.getLogger(__name__)
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _FORWARDED_HEADERS = ("accept",)
 _MAX_DISCARDED = 64 * 1024  # a redirect's body is never used; read this much at most to keep the connection
+_STALE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+_HEADERS = {"User-Agent": "signet", "Accept": "*/*", "Accept-Encoding": "identity"}
 
 
 class Hop(enum.Enum):
@@ -67,6 +77,12 @@ async def _discard(response: httpx.Response) -> None:
     await response.aclose()
 
 
+async def _drain(response: httpx.Response) -> None:
+    """Best effort: read an unread small body so the connection is reused; a failure just closes it."""
+    with contextlib.suppress(httpx.HTTPError):
+        await _discard(response)
+
+
 class RegistrySession:
     """The HTTP side of one RegistryClient (its credentials); the transport and limiter may be shared."""
 
@@ -82,66 +98,58 @@ class RegistrySession:
         transport: httpx.AsyncBaseTransport | None,
         limiter: RequestLimiter | None,
         resolver: Resolver | None,
+        knowledge: RegistryKnowledge | None = None,
+        observer: UpstreamObserver = NULL_OBSERVER,
     ) -> None:
         self.limits = limits
         self.limiter = limiter or RequestLimiter()
-        self._allow_http = allow_http
-        self._insecure = frozenset(h.lower() for h in insecure_registries)
-        self._mirrors: dict[str, str] = {}
-        for registry, url in (mirrors or {}).items():
-            parsed = httpx.URL(url)
-            if parsed.scheme not in ("http", "https") or not parsed.host:
-                raise InputError(f"mirror {url!r} for {registry} must be an http(s) URL")
-            if parsed.scheme == "http" and not self._http_allowed(parsed.netloc.decode()):
-                raise InputError(
-                    f"mirror {url} for {registry} is plain http, allowed only on loopback with allow_http "
-                    "or for insecure_registries"
-                )
-            self._mirrors[normalise_registry(registry)] = url.rstrip("/")
-        self._configured = frozenset(httpx.URL(u).netloc.decode() for u in self._mirrors.values()) | self._insecure
-        inner = transport or EgressTransport(max_connections=limits.max_connections, resolver=resolver)
-        self.counter = CountingTransport(inner, owned=transport is None)
-        self.auth = RegistryAuth(credentials, token_cache=token_cache, send=self._send_token_request)
-        self._http = httpx.AsyncClient(
-            transport=self.counter,
-            timeout=httpx.Timeout(limits.read_timeout, connect=limits.connect_timeout),
-            follow_redirects=False,
-            headers={"User-Agent": "signet", "Accept-Encoding": "identity"},
-        )
+        self.addresses = RegistryAddresses(allow_http=allow_http, insecure_registries=insecure_registries,
+                                           mirrors=mirrors)
+        inner = transport or EgressTransport(max_connections=limits.max_connections, http2=True, resolver=resolver,
+                                             observer=observer)
+        self._inner = inner
+        self.counter = CountingTransport(ObservedTransport(inner, REGISTRY, observer, owned=transport is None))
+        self.auth = RegistryAuth(credentials, token_cache=token_cache, send=self._send_token_request,
+                                 knowledge=knowledge, token_timeout=limits.operation_timeout)
+        self._allowances: dict[str, Allowance] = {}
+        self._timeout = httpx.Timeout(limits.read_timeout, connect=limits.connect_timeout).as_dict()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self.counter.aclose()
 
     # --- addressing -------------------------------------------------------------------------
 
-    def _http_allowed(self, host: str) -> bool:
-        hostname = httpx.URL(f"http://{host}").host
-        if host.lower() in self._insecure or hostname in self._insecure:
-            return True
-        return self._allow_http and is_loopback_host(host)
-
     def base_url(self, registry: str) -> str:
-        """Where API calls for ``registry`` go: its mirror, Docker Hub's API host, https unless allowed."""
-        registry = normalise_registry(registry)
-        if registry in self._mirrors:
-            return self._mirrors[registry]
-        host = DOCKER_HUB_API_HOST if registry == DOCKER_HUB else registry
-        return f"{'http' if self._http_allowed(host) else 'https'}://{host}"
+        """Where API calls for ``registry`` go (``RegistryAddresses``)."""
+        return self.addresses.base_url(registry)
+
+    def base(self, registry: str) -> httpx.URL:
+        return self.addresses.base(registry)
 
     def display(self, registry: str) -> str:
-        host = httpx.URL(self.base_url(registry)).netloc.decode()
-        mirrored = normalise_registry(registry) in self._mirrors
-        return f"{host} (mirror of {registry})" if mirrored else host
+        return self.addresses.display(registry)
+
+    def speaks_h2(self, base: httpx.URL) -> bool:
+        """Whether connections to ``base`` negotiated HTTP/2 (known only on our own transport)."""
+        port = base.port or (443 if base.scheme == "https" else 80)
+        return isinstance(self._inner, EgressTransport) and self._inner.gates.speaks_h2(f"{base.host}:{port}")
 
     def url(self, repo: RepositoryLike, kind: str, reference: str) -> str:
-        return f"{self.base_url(repo.registry)}/v2/{repo.repository}/{kind}/{reference}"
+        return self.addresses.url(repo, kind, reference)
 
     # --- egress rules -----------------------------------------------------------------------
 
     def registry_allowance(self, base: httpx.URL) -> Allowance:
         """What the registry's own origin may resolve to: public or private, loopback only when allowed."""
-        loopback = self._allow_http or bool({base.netloc.decode(), base.host} & self._configured)
-        return frozenset({AddressClass.PRIVATE, *([AddressClass.LOOPBACK] if loopback else [])})
+        netloc = base.netloc.decode()
+        allowance = self._allowances.get(netloc)
+        if allowance is None:
+            if len(self._allowances) >= MEMO:
+                self._allowances.clear()
+            loopback = self.addresses.allow_http or bool({netloc, base.host} & self.addresses.configured)
+            allowance = frozenset({AddressClass.PRIVATE, *([AddressClass.LOOPBACK] if loopback else [])})
+            self._allowances[netloc] = allowance
+        return allowance
 
     def handed_allowance(self, target: httpx.URL, base: httpx.URL, hop: Hop, peer: str | None) -> Allowance:
         """The allowance for a URL the registry at ``base`` (answering from ``peer``) handed us.
@@ -184,13 +192,50 @@ class RegistrySession:
 
     def _build(self, method: str, url: httpx.URL | str, headers: Mapping[str, str], allowance: Allowance
                ) -> httpx.Request:
-        return self._http.build_request(method, url, headers=dict(headers), extensions={EGRESS: allowance})
+        # Straight to the transport, no httpx client around it: we follow redirects and answer
+        # challenges ourselves, keep no cookies, and its per-request work was a sixth of a request's CPU.
+        return httpx.Request(method, url, headers={**_HEADERS, **headers},
+                             extensions={EGRESS: allowance, "timeout": self._timeout})
+
+    async def _exchange(self, request: httpx.Request, auth: RegistryAuth | None) -> httpx.Response:
+        """One request, and the retry the auth flow asks for when a challenge was answered with a token."""
+        if auth is None:
+            return await self._deliver(request)
+        flow = auth.async_auth_flow(request)
+        try:
+            request = await flow.__anext__()
+            while True:
+                response = await self._deliver(request)
+                try:
+                    request = await flow.asend(response)
+                except StopAsyncIteration:
+                    return response
+                except BaseException:
+                    await response.aclose()  # the token fetch failed: the challenge must not hold its connection
+                    raise
+                await _drain(response)  # the challenge: only its headers mattered
+        finally:
+            await flow.aclose()
+
+    async def _deliver(self, request: httpx.Request) -> httpx.Response:
+        response = await self.counter.handle_async_request(request)
+        response.request = request
+        return response
 
     async def _send_one(self, request: httpx.Request, base: httpx.URL, *, authenticate: bool) -> httpx.Response:
         self._check_literal(request.url, request.extensions[EGRESS])
         same_origin = _origin(request.url) == _origin(base)
         auth = self.auth if authenticate and same_origin else None
-        return await self._http.send(request, auth=auth, stream=True, follow_redirects=False)
+        try:
+            return await self._exchange(request, auth)
+        except _STALE as exc:
+            # A kept-alive connection the server closed as we reused it: nothing was answered, and
+            # GET/HEAD may be sent again, once, on a fresh connection (as Go's net/http does).
+            if request.method not in ("GET", "HEAD"):
+                raise
+            _logger.debug("registry connection to %s dropped before answering (%s); sending again",
+                          request.url.netloc.decode(), exc)
+            return await self._exchange(request, auth)
 
     async def follow(
         self,
@@ -259,13 +304,13 @@ class RegistrySession:
         return await self.follow(request, base, registry=registry, operation=f"GET token from {realm}",
                                  authenticate=False, peer=token.peer, context=context)
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def request(
         self, repo: RepositoryLike, method: str, url: str, operation: str, *, accept: str | None = None
     ) -> AsyncIterator[httpx.Response]:
         """Send one request (auth and redirects included) and yield the unread response."""
         registry = self.display(repo.registry)
-        base = httpx.URL(self.base_url(repo.registry))
+        base = self.base(repo.registry)
         headers = {"Accept": accept} if accept else {}
         async with self.limiter.slot():
             try:
@@ -275,8 +320,12 @@ class RegistrySession:
                                                  authenticate=True)
                     try:
                         yield response
-                    finally:
-                        await response.aclose()
+                    except BaseException:
+                        await response.aclose()  # failed or cancelled: no reading more, just let go
+                        raise
+                    if not response.is_stream_consumed:
+                        await _drain(response)  # an unread 404 body would cost the connection
+                    await response.aclose()
             except SignetError:
                 raise
             except (TimeoutError, httpx.TimeoutException) as exc:

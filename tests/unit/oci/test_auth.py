@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
@@ -17,6 +18,7 @@ from webhook.oci import (
     parse_reference,
     parse_www_authenticate,
 )
+from webhook.oci.knowledge import RegistryKnowledge
 
 pytestmark = pytest.mark.anyio
 
@@ -209,3 +211,111 @@ async def test_basic_auth_challenge() -> None:
     async with RegistryClient(transport=fake.transport(), credentials=wrong) as client:
         with pytest.raises(RegistryAuthError, match=r"were refused"):
             await client.resolve_digest(ref)
+
+
+# --- at once --------------------------------------------------------------------------------
+
+
+class Delayed(httpx.AsyncBaseTransport):
+    """The fake registry answering after ``delay``, counting token requests in flight at once."""
+
+    def __init__(self, fake: FakeRegistry, delay: float = 0.02) -> None:
+        self.fake, self.delay = fake, delay
+        self.tokens_in_flight = self.peak_tokens_in_flight = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        token = request.url.host == "auth.test"
+        if token:
+            self.tokens_in_flight += 1
+            self.peak_tokens_in_flight = max(self.peak_tokens_in_flight, self.tokens_in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+            return self.fake.handle(request)
+        finally:
+            if token:
+                self.tokens_in_flight -= 1
+
+
+async def test_concurrent_first_requests_to_one_repository_share_one_token() -> None:
+    fake = FakeRegistry(auth="bearer")
+    fake.put_image("acme/app")
+    ref = parse_reference(f"{fake.host}/acme/app")
+    async with RegistryClient(transport=Delayed(fake)) as client:
+        await asyncio.gather(*(client.resolve_digest(ref) for _ in range(5)))
+    assert fake.tokens_issued == 1  # five 401s, one token fetch
+
+
+async def test_tokens_for_different_repositories_are_fetched_at_once() -> None:
+    fake = FakeRegistry(auth="bearer")
+    refs = []
+    for n in range(6):
+        fake.put_image(f"acme/app{n}")
+        refs.append(parse_reference(f"{fake.host}/acme/app{n}"))
+    transport = Delayed(fake)
+    async with RegistryClient(transport=transport) as client:
+        await client.resolve_digest(refs[0])  # learns the realm
+        await asyncio.gather(*(client.resolve_digest(ref) for ref in refs[1:]))
+    assert fake.tokens_issued == 6
+    assert transport.peak_tokens_in_flight == 5  # not one after another
+
+
+async def test_what_a_registry_wants_is_shared_by_clients_of_other_credentials() -> None:
+    fake = FakeRegistry(auth="bearer")
+    fake.put_image("acme/app")
+    ref = parse_reference(f"{fake.host}/acme/app")
+    knowledge = RegistryKnowledge()
+    async with RegistryClient(transport=fake.transport(), knowledge=knowledge) as first:
+        await first.resolve_digest(ref)
+        assert first.request_count == 3  # 401, token, retry
+    creds = CredentialStore({"other.test": Credentials("u", "p")})
+    async with RegistryClient(transport=fake.transport(), knowledge=knowledge, credentials=creds) as second:
+        await second.resolve_digest(ref)
+        assert second.request_count == 2  # its own token first (tokens are never shared), no 401
+    assert fake.tokens_issued == 2
+
+
+async def test_a_refused_token_is_replaced_once() -> None:
+    fake = FakeRegistry(auth="bearer")
+    fake.put_image("acme/app")
+    ref = parse_reference(f"{fake.host}/acme/app")
+    cache = TokenCache()
+    async with RegistryClient(transport=fake.transport(), token_cache=cache) as client:
+        await client.resolve_digest(ref)
+        cache.put(fake.host, "repository:acme/app:pull", "revoked", 300)  # the registry will refuse it
+        await client.resolve_digest(ref)
+        assert client.request_count == 3 + 3  # sent with the revoked token, 401, new token, retry
+    assert fake.tokens_issued == 2
+    assert cache.counts.hits >= 1 and cache.counts.misses >= 1
+
+
+async def test_a_failed_token_fetch_lets_go_of_the_challenge_it_answered() -> None:
+    """Every exchange ends (its connection and per-host slot released), the refused token request and the 401."""
+    ended: list[str] = []
+
+    class Ends:
+        def request_done(self, upstream: str, host: str, seconds: float, outcome: str) -> None:
+            ended.append(f"{host} {outcome}")
+
+        def connection_opened(self, upstream: str, host: str, protocol: str) -> None:
+            return None
+
+        def connection_closed(self, upstream: str, host: str) -> None:
+            return None
+
+    class Streaming(httpx.AsyncBaseTransport):
+        """Answers that stay open until closed, as a real connection's do."""
+
+        def __init__(self, fake: FakeRegistry) -> None:
+            self.fake = fake
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            answer = self.fake.handle(request)
+            return httpx.Response(answer.status_code, headers=answer.headers,
+                                  stream=httpx.ByteStream(answer.content))
+
+    fake = FakeRegistry(auth="bearer", credentials=("u", "p"))
+    fake.put_image("acme/app")
+    async with RegistryClient(transport=Streaming(fake), observer=Ends()) as client:
+        with pytest.raises(RegistryAuthError):
+            await client.resolve_digest(parse_reference(f"{fake.host}/acme/app"))
+    assert sorted(ended) == ["auth.test denied", "registry.test denied"]
