@@ -60,7 +60,7 @@ from webhook.admission import (
     unreadable,
 )
 from webhook.audit import AuditLog
-from webhook.cluster import ClusterIntegration
+from webhook.cluster import ClusterIntegration, ClusterReaders
 from webhook.config import ServerConfig
 from webhook.errors import InputError, TrustError
 from webhook.metrics import CONTENT_TYPE, Metrics
@@ -69,9 +69,13 @@ from webhook.policy.loader import LoadResult, load_directory
 from webhook.policy.matching import PolicySet, PolicyStore
 from webhook.tls import CertificateReloader
 from webhook.trust.provider import TrustRootProvider
+from webhook.upstreams import UpstreamObserver, review_waits
 
 if TYPE_CHECKING:
     from webhook.decision import ImageDecision
+    from webhook.decision.clients import UpstreamClients
+    from webhook.decision.workload import Workload
+    from webhook.warmup import WarmReport
 
 _logger = logging.getLogger(__name__)
 
@@ -85,7 +89,8 @@ class DecisionEngine(Protocol):
     """What the app needs from ``webhook.decision.Engine`` (the seam unit tests fake)."""
 
     async def decide(self, images: Sequence[str], namespace: str | None,
-                     credentials: CredentialStore | None = None) -> list[ImageDecision]: ...
+                     credentials: CredentialStore | None = None,
+                     workload: Workload | None = None) -> list[ImageDecision]: ...
 
     def cache_stats(self) -> dict[str, dict[str, int]]: ...
 
@@ -126,9 +131,14 @@ def load_policies(config: ServerConfig) -> LoadedPolicies:
     return LoadedPolicies(policy_set, result, config.policies_location())
 
 
-def build_trust(config: ServerConfig) -> TrustRootProvider:
-    """The trust-root provider the config asks for (InputError for an unusable file)."""
+def build_trust(config: ServerConfig, observer: UpstreamObserver | None = None) -> TrustRootProvider:
+    """The trust-root provider the config asks for (InputError for an unusable file).
+
+    ``observer`` is told about every TUF request (``/metrics``).
+    """
+    from webhook.trust.fetchers import HttpxFetcher
     from webhook.trust.tuf_client import TufClient
+    from webhook.upstreams import observed_tuf_client
 
     if config.trust_source == "file":
         assert config.trusted_root is not None
@@ -151,7 +161,9 @@ def build_trust(config: ServerConfig) -> TrustRootProvider:
             bootstrap = config.tuf_root.read_bytes()
         except OSError as exc:
             raise InputError(f"--tuf-root {config.tuf_root}: {exc.strerror or exc}") from exc
-    client = TufClient(config.tuf_mirror, bootstrap_root=bootstrap) if config.tuf_mirror else TufClient()
+    fetcher = HttpxFetcher(client=observed_tuf_client(observer)) if observer is not None else None
+    client = (TufClient(config.tuf_mirror, bootstrap_root=bootstrap, fetcher=fetcher) if config.tuf_mirror
+              else TufClient(fetcher=fetcher))
     return TrustRootProvider.from_tuf(client)
 
 
@@ -178,10 +190,18 @@ class _State:
         self.store: PolicyStore | None = None
         """Directory and cluster policies together, when the cluster integration runs."""
         self.cluster: ClusterIntegration | None = None
+        self.upstream_clients: UpstreamClients | None = None
+        """The registry and Rekor clients, when the lifespan built the engine."""
+        self.warm: WarmReport | None = None
+        self.warmed = True
+        """False while warm-up runs (readiness waits for it)."""
         self.metrics = Metrics(self._cache_stats, self._gauges)
 
     def _cache_stats(self) -> dict[str, dict[str, int]]:
-        return self.engine.cache_stats() if self.engine is not None else {}
+        stats = self.engine.cache_stats() if self.engine is not None else {}
+        if self.upstream_clients is not None:
+            stats = {**stats, **self.upstream_clients.cache_stats()}
+        return stats
 
     def _gauges(self) -> dict[str, float]:
         return {
@@ -192,6 +212,7 @@ class _State:
             if self.trust else 0.0,
             "policies_loaded": float(len(self.policies.result.policies)) if self.policies else 0.0,
             "policy_problems": float(len(self.policies.result.problems)) if self.policies else 0.0,
+            "warm_up_done": float(self.warmed),
         }
 
     def current_policies(self) -> PolicySet:
@@ -201,12 +222,6 @@ class _State:
             raise RuntimeError("policies are not loaded")
         return self.policies.policy_set
 
-    async def secret_key(self, namespace: str | None, name: str) -> str:
-        """A ``key.secretRef`` public key, read through the cluster integration."""
-        if self.cluster is None:
-            raise RuntimeError("not connected to a cluster (run in a pod, or give --kubeconfig)")
-        return await self.cluster.public_key(namespace, name)
-
     def ready(self) -> bool:
         """Trust root, engine and cluster policies are in, and every ``--policies`` document is usable.
 
@@ -214,7 +229,8 @@ class _State:
         every replica out of service (its status says what is wrong).
         """
         return (self.trust is not None and self.trust.ready and self.policies is not None and self.engine is not None
-                and not self.policies.result.problems and (self.cluster is None or self.cluster.ready))
+                and not self.policies.result.problems and (self.cluster is None or self.cluster.ready)
+                and self.warmed)
 
     # -- deciding ---------------------------------------------------------------------------------
 
@@ -232,7 +248,11 @@ class _State:
             raise RuntimeError("the decision engine is not running")
         started = time.perf_counter()
         credentials = await self.cluster.credentials(review) if self.cluster is not None else None
-        decisions = await self.engine.decide(distinct, review.namespace or None, credentials)
+        from webhook.decision.workload import review_workload  # the decision package loads with the engine
+
+        # The object under review: spec.match selects by its resource and labels, spec.policy may see it.
+        decisions = await self.engine.decide(distinct, review.namespace or None, credentials,
+                                             workload=review_workload(review))
         self.metrics.verification.observe(time.perf_counter() - started)
         return await _run(large, self._answer, review, plan, distinct, decisions, mutate)
 
@@ -279,7 +299,8 @@ class _State:
         except ClientDisconnect:  # gone before the body arrived: there is nobody to answer
             return Response(status_code=400)
         try:
-            decision = await self.decide(review, mutate=route == "mutate", large=len(body) > LARGE_REVIEW)
+            with review_waits() as waits:  # the tasks deciding this review count their upstream waits here
+                decision = await self.decide(review, mutate=route == "mutate", large=len(body) > LARGE_REVIEW)
         except Exception:
             _logger.exception("internal error deciding %s %s/%s (uid %s); denying", review.kind.kind,
                               review.namespace, review.name, review.uid)
@@ -292,7 +313,7 @@ class _State:
             self.cluster.record_denial(review, denial_message(decision.outcomes), decision.outcomes)
         try:
             self.audit.record(review, decision=decision.result, reason=decision.detail, outcomes=decision.outcomes,
-                              duration=elapsed, route=route)
+                              duration=elapsed, route=route, upstreams=waits.summary())
         except Exception:  # the decision stands even if the audit line cannot be written
             _logger.exception("cannot write the audit line for uid %s", review.uid)
         return Response(decision.body, media_type=JSON)
@@ -302,7 +323,7 @@ class _State:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
         if self.trust is None:
-            self.trust = build_trust(self.config)
+            self.trust = build_trust(self.config, self.metrics.upstreams)
         self.trust.start()
         if self.policies is None:
             self.policies = load_policies(self.config)
@@ -315,10 +336,14 @@ class _State:
                                      no_match_policy=self.config.no_match_policy)
             self.cluster = ClusterIntegration.connect(self.store, kubeconfig=self.config.kubeconfig,
                                                       pull_secrets=self.config.pull_secrets,
-                                                      prewarm_images=self.config.prewarm)
+                                                      prewarm_images=self.config.prewarm,
+                                                      policy_controller=self.config.watch_policy_controller)
             self.cluster.start(self.engine.decide)
             closers.append(self.cluster.stop)
         tasks: list[asyncio.Task[None]] = []
+        if self.upstream_clients is not None:
+            self.warmed = False
+            tasks.append(asyncio.create_task(self._warm_up(self.upstream_clients, self.trust)))
         if self.tls is not None:
             tasks.append(asyncio.create_task(self.tls.watch(self.config.tls_reload_interval)))
         _logger.info("signet ready: trust root %s, %d policies from %s (%d problems)",
@@ -337,27 +362,43 @@ class _State:
 
     def _build_engine(self, trust: TrustRootProvider) -> tuple[DecisionEngine, list[Callable[[], Awaitable[None]]]]:
         from webhook.decision import Engine, EngineSettings
-        from webhook.oci import EgressTransport, RegistryClient, RegistryLimits, RequestLimiter
-        from webhook.rekor import RekorClient
+        from webhook.decision.clients import build_upstream_clients
 
         config = self.config
         settings = EngineSettings(on_error=config.on_error, deadline=config.deadline,
                                   images_in_flight=config.images_in_flight,
                                   **config.cache_ttls())  # type: ignore[arg-type]
-        # One bound on requests in flight and one guarded connection pool for every client: reviews
-        # with different pull secrets share them, and egress rules apply to every connection.
-        limiter = RequestLimiter(config.max_registry_requests)
-        transport = EgressTransport(max_connections=RegistryLimits().max_connections)
+        # One bound on requests in flight, one guarded connection pool (HTTP/2 where offered) and one
+        # memory of what each registry supports for every client: reviews with different pull secrets
+        # share them, and egress rules apply to every connection.
+        clients = build_upstream_clients(max_in_flight=config.max_registry_requests,
+                                         max_per_host=config.registry_connections_per_host,
+                                         allow_http=config.allow_http_registry, mirrors=config.registry_mirrors,
+                                         observer=self.metrics.upstreams, trust_root=trust.get)
+        self.upstream_clients = clients
+        # Secrets and ConfigMaps are read through the cluster integration, connected after the engine is built.
+        reads = ClusterReaders(lambda: self.cluster)
+        engine = Engine(policies=self.current_policies, trust_root=lambda: trust.current, registry=clients.registry,
+                        rekor=clients.rekor, settings=settings, registry_for=clients.client_for,
+                        secret_key=reads.public_key, config_map=reads.config_map,
+                        ca_certificates=reads.ca_certificates, pull_secrets=reads.registry_credentials)
+        engine.start_sandbox(self.policies.result.policies if self.policies is not None else ())
+        return engine, [clients.aclose]
 
-        def registry_for(credentials: CredentialStore | None) -> RegistryClient:
-            return RegistryClient(credentials=credentials, allow_http=config.allow_http_registry,
-                                  mirrors=dict(config.registry_mirrors), limiter=limiter, transport=transport)
+    async def _warm_up(self, clients: UpstreamClients, trust: TrustRootProvider) -> None:
+        """Connections, tokens and lazy initialisation before the first review (``webhook.warmup``)."""
+        from webhook.warmup import warm_server
 
-        registry = registry_for(None)
-        rekor = RekorClient(limiter=limiter)
-        engine = Engine(policies=self.current_policies, trust_root=lambda: trust.current, registry=registry,
-                        rekor=rekor, settings=settings, registry_for=registry_for, secret_key=self.secret_key)
-        return engine, [registry.aclose, rekor.aclose, transport.aclose]
+        try:
+            self.warm = await warm_server(
+                clients=clients, policies=self.current_policies, root=trust.get, engine=self.engine,
+                settled=lambda: self.policies is not None and (self.cluster is None or self.cluster.ready),
+                connections=self.config.registry_connections_per_host, timeout=self.config.warm_up_timeout)
+            _logger.info("warm-up done in %.2f s%s: registries %s, Rekor %s", self.warm.seconds,
+                         " (timed out)" if self.warm.timed_out else "", self.warm.registries or "none",
+                         self.warm.rekor or "not contacted")
+        finally:
+            self.warmed = True
 
 
 def create_app(

@@ -13,7 +13,7 @@ order, and says ``"truncated": true`` with ``"imagesOmitted"``: the count of tho
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -26,11 +26,13 @@ AUDIT_LOGGER: Final = "signet.audit"
 MAX_LINE: Final = 64 * 1024
 _MAX_TEXT: Final = 1024
 _MAX_NAME: Final = 256
+MAX_UPSTREAMS: Final = 16
 
 
 def image_record(outcome: ImageOutcome) -> dict[str, Any]:
-    """The per-image part of an audit line (None fields kept: auditors grep for them)."""
-    return {
+    """The per-image part of an audit line (None fields kept: auditors grep for them; the attestation
+    fields appear when an attestation requirement decided)."""
+    record = {
         "reference": clean(outcome.reference, _MAX_NAME),
         "digest": _bounded(outcome.digest),
         "policy": _bounded(outcome.policy),
@@ -41,6 +43,16 @@ def image_record(outcome: ImageOutcome) -> dict[str, Any]:
         "issuer": _bounded(outcome.issuer),
         "logIndex": outcome.log_index,
     }
+    if outcome.attestation:
+        record["attestation"] = _bounded(outcome.attestation)
+        record["predicateType"] = _bounded(outcome.predicate_type)
+    return record
+
+
+def _upstream_record(wait: Mapping[str, Any]) -> dict[str, Any]:
+    # Registry hosts come from the Pod spec: cleaned like any other text from the request.
+    return {"upstream": clean(str(wait.get("upstream", "")), 16), "host": clean(str(wait.get("host", "")), _MAX_NAME),
+            "waitMs": float(wait.get("waitMs", 0.0)), "requests": int(wait.get("requests", 0))}
 
 
 def _bounded(text: str | None) -> str | None:
@@ -56,8 +68,13 @@ def audit_line(
     duration: float,
     route: str,
     now: datetime | None = None,
+    upstreams: Sequence[Mapping[str, Any]] = (),
 ) -> bytes:
-    """The JSON document for one decision (bytes, no newline, at most ``MAX_LINE``)."""
+    """The JSON document for one decision (bytes, no newline, at most ``MAX_LINE``).
+
+    ``upstreams`` (``webhook.upstreams.ReviewWaits.summary``): per registry host, Rekor and TUF, the
+    wall time this review waited on it (``waitMs``) and the requests it sent.
+    """
     head = {
         "time": (now or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
         "event": "admission",
@@ -66,12 +83,13 @@ def audit_line(
         "user": clean(review.user.username, _MAX_NAME),
         "namespace": clean(review.namespace, _MAX_NAME),
         "kind": clean(review.kind.kind, 128),
-        "name": clean(review.name, _MAX_NAME),
+        "name": clean(review.object_name, _MAX_NAME),
         "operation": review.operation,
         "dryRun": review.dry_run,
         "decision": decision,
         "reason": clean(reason, _MAX_TEXT) if reason else None,
         "durationMs": round(duration * 1000, 3),
+        "upstreams": [_upstream_record(u) for u in upstreams[:MAX_UPSTREAMS]],
     }
     images = [image_record(o) for o in outcomes]
     line = orjson.dumps({**head, "images": images})
@@ -103,10 +121,12 @@ class AuditLog:
         outcomes: Sequence[ImageOutcome],
         duration: float,
         route: str,
+        upstreams: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         if not self._logger.isEnabledFor(logging.INFO):
             return
-        line = audit_line(review, decision=decision, reason=reason, outcomes=outcomes, duration=duration, route=route)
+        line = audit_line(review, decision=decision, reason=reason, outcomes=outcomes, duration=duration, route=route,
+                          upstreams=upstreams)
         self._logger.info("%s", line.decode())
 
 

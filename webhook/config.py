@@ -32,7 +32,10 @@ DEFAULT_MAX_CONNECTIONS: Final = 1000
 DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 5
 DEFAULT_SHUTDOWN_GRACE: Final = 10.0
 DEFAULT_MAX_REGISTRY_REQUESTS: Final = 64
-DEFAULT_IMAGES_IN_FLIGHT: Final = 16
+DEFAULT_IMAGES_IN_FLIGHT: Final = 32  # a 20-image Pod in one wave (bench/network.py, issue 12)
+# Chosen with bench/network.py (issue 12): see each flag's help.
+DEFAULT_REGISTRY_CONNECTIONS_PER_HOST: Final = 32
+DEFAULT_WARM_UP_TIMEOUT: Final = 5.0
 # cosign's variables (ARCHITECTURE.md §5); only these are kept from the environment.
 SIGSTORE_ENV: Final = ("SIGSTORE_ROOT_FILE", "SIGSTORE_REKOR_PUBLIC_KEY", "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE")
 _LOG_LEVELS: Final = ("debug", "info", "warning", "error")
@@ -67,6 +70,8 @@ class ServerConfig:
     log_level: str = "info"
     prewarm: bool = False
     pull_secrets: bool = False
+    watch_policy_controller: bool = False
+    """Also watch policy-controller's ClusterImagePolicy and TrustRoot objects (policy.sigstore.dev)."""
     cluster: bool = False
     """Watch policy CRDs, record Events, and (when asked) read pull secrets through the Kubernetes API."""
     kubeconfig: Path | None = None
@@ -85,6 +90,10 @@ class ServerConfig:
     """Require a client certificate chaining to this CA (the API server's admission kubeconfig)."""
     metrics_port: int | None = None
     """Serve /metrics, /healthz and /readyz on this plain-HTTP port instead of the admission port."""
+    registry_connections_per_host: int = DEFAULT_REGISTRY_CONNECTIONS_PER_HOST
+    """Requests in flight to one registry that speaks only HTTP/1.1 (one connection each); HTTP/2 needs one."""
+    warm_up_timeout: float = DEFAULT_WARM_UP_TIMEOUT
+    """Seconds warm-up may hold readiness at start; 0 turns its network part off."""
 
     @property
     def tls(self) -> bool:
@@ -160,6 +169,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images-in-flight", type=int, default=DEFAULT_IMAGES_IN_FLIGHT, metavar="N",
                         help="images of one review verified at once; the rest of a large review waits for its "
                              f"own share (default {DEFAULT_IMAGES_IN_FLIGHT})")
+    parser.add_argument("--registry-connections-per-host", type=int, default=DEFAULT_REGISTRY_CONNECTIONS_PER_HOST,
+                        metavar="N",
+                        help="requests in flight to one registry that speaks only HTTP/1.1, each on its own "
+                             "connection; a registry offering HTTP/2 gets one connection for all "
+                             f"(default {DEFAULT_REGISTRY_CONNECTIONS_PER_HOST})")
+    parser.add_argument("--warm-up-timeout", type=float, default=DEFAULT_WARM_UP_TIMEOUT, metavar="SECONDS",
+                        help="at start, before reporting ready, open connections and fetch anonymous tokens for "
+                             "the registries the policies name, and Rekor's; at most this long "
+                             f"(0: none, only what needs no network; default {DEFAULT_WARM_UP_TIMEOUT:g})")
     parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT, metavar="SECONDS",
                         help="time a client has for its TLS handshake, then for a request's headers, then for its "
                              "body; also how long a client may leave an answer unread "
@@ -183,6 +201,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", metavar="F", help="kubeconfig for the cluster (default: in-cluster)")
     parser.add_argument("--prewarm", action="store_true",
                         help="verify running pods' images at start (needs a cluster; default: off)")
+    parser.add_argument("--watch-policy-controller", action="store_true",
+                        help="also enforce sigstore/policy-controller's ClusterImagePolicy and TrustRoot objects "
+                             "(policy.sigstore.dev) in the cluster, with the same meaning (needs a cluster; "
+                             "default: off)")
     parser.add_argument("--pull-secrets", action="store_true",
                         help="use workloads' and service accounts' imagePullSecrets (needs a cluster; default: off)")
 
@@ -226,6 +248,9 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
     _at_least(args.max_images, 1, "--max-images")
     _at_least(args.max_registry_requests, 1, "--max-registry-requests")
     _at_least(args.images_in_flight, 1, "--images-in-flight")
+    _at_least(args.registry_connections_per_host, 1, "--registry-connections-per-host")
+    if not args.warm_up_timeout >= 0:
+        raise InputError(f"--warm-up-timeout must be 0 (off) or a number of seconds, not {args.warm_up_timeout:g}")
     # A handful of connections is always needed: probes, a scrape and the API server at once.
     _at_least(args.max_connections, 8, "--max-connections")
     _positive(args.read_timeout, "--read-timeout")
@@ -242,6 +267,8 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
                                                                     or bool(args.kubeconfig)))
     if (args.pull_secrets or args.prewarm) and not cluster:
         raise InputError("--pull-secrets and --prewarm need the cluster (run in a pod, or give --kubeconfig)")
+    if args.watch_policy_controller and not cluster:
+        raise InputError("--watch-policy-controller needs the cluster (run in a pod, or give --kubeconfig)")
     trust_source: TrustSource = "tuf"
     if args.trusted_root:
         trust_source = "file"
@@ -271,6 +298,7 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
         log_level=args.log_level,
         prewarm=args.prewarm,
         pull_secrets=args.pull_secrets,
+        watch_policy_controller=args.watch_policy_controller,
         cluster=cluster,
         kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
         max_images=args.max_images,
@@ -282,6 +310,8 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str]) -> ServerConfig:
         shutdown_grace=args.shutdown_grace,
         client_ca=Path(args.client_ca) if args.client_ca else None,
         metrics_port=args.metrics_port,
+        registry_connections_per_host=args.registry_connections_per_host,
+        warm_up_timeout=args.warm_up_timeout,
     )
 
 

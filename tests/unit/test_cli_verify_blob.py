@@ -183,8 +183,8 @@ def test_malformed_bundle_is_rejected(files: Files, tmp_path: Path, capsys: pyte
     bad = tmp_path / "bad.sigstore.json"
     bad.write_bytes(b"{not json")
     code, err = run(capsys, files.artifact, "--bundle", bad, "--trusted-root", files.trusted_root, *identity_flags())
-    assert code == 1
-    assert "bundle:" in err
+    assert code == 2  # a file that is not a bundle is an input error, not a failed signature
+    assert f"bundle {bad}:" in err
 
 
 @pytest.mark.parametrize(

@@ -78,13 +78,16 @@ def signet(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
 
 
 def test_table_from_the_audit_log(audit_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = signet(capsys, "--from-log", str(audit_log))
+    code, out, _ = signet(capsys, "--from-log", str(audit_log), "--wide")
     assert code == 0
-    header, *rows = out.splitlines()
-    assert header.split() == ["TIME", "USER", "NAMESPACE", "WORKLOAD", "IMAGE", "POLICY", "SIGNER", "REKOR", "REASON"]
+    table, summary = out.split("\n\n")
+    header, *rows = table.splitlines()
+    assert header.split() == ["LAST", "SEEN", "FIRST", "SEEN", "COUNT", "USER", "NAMESPACE", "WORKLOAD", "IMAGE",
+                              "POLICY", "AUTHORITY", "SIGNER", "ISSUER", "REKOR", "REASON"]
     assert len(rows) == 3  # allowed images and decisions are not denials
+    assert summary.startswith("3 denials")
     first = rows[0]  # oldest first
-    for expected in ("alice@example.com", "team-a", "Deployment/web", "ghcr.io/acme/app:v1@sha256:aaaaaaaaaaaa…",
+    for expected in ("alice@example.com", "team-a", "Deployment/web", "ghcr.io/acme/app:v1@sha256:" + "a" * 64,
                      "release-images", "eve@example.com", "https://search.sigstore.dev/?logIndex=123456",
                      "certificate identity eve@example.com does not match",
                      (NOW - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")):
@@ -96,21 +99,21 @@ def test_table_from_the_audit_log(audit_log: Path, capsys: pytest.CaptureFixture
 def test_filters_and_json_output(audit_log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = signet(capsys, "--from-log", str(audit_log), "--since", "1h", "--output", "json")
     assert code == 0
-    records = json.loads(out)
+    records = json.loads(out)["denials"]
     assert [(r["namespace"], r["workload"]) for r in records] == [("team-b", "Deployment/cache"),
                                                                   ("team-c", "Deployment/broken")]
     assert records[0]["user"] == "bob@example.com" and records[0]["policy"] == "hub-images"
     assert records[0]["logIndex"] is None and records[0]["rekorUrl"] is None and records[0]["source"] == "log"
 
     code, out, _ = signet(capsys, "--from-log", str(audit_log), "--policy", "release-images", "-o", "json")
-    (record,) = json.loads(out)
+    (record,) = json.loads(out)["denials"]
     assert record["rekorUrl"] == "https://search.sigstore.dev/?logIndex=123456" and record["logIndex"] == 123456
     assert record["signer"] == "eve@example.com" and record["issuer"].startswith("https://token.actions")
     assert record["digest"] == "sha256:" + "a" * 64 and record["authority"] == "release-workflow"
 
     since = (NOW - timedelta(minutes=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     code, out, _ = signet(capsys, "--from-log", str(audit_log), "--since", since, "--namespace", "team-c")
-    assert code == 0 and len(out.splitlines()) == 2 and "carol@example.com" in out
+    assert code == 0 and len(out.split("\n\n")[0].splitlines()) == 2 and "carol@example.com" in out
 
 
 def test_no_denials_from_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,7 +121,8 @@ def test_no_denials_from_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     monkeypatch.setattr("sys.stdin", io.StringIO(allowed + "\n"))
     assert signet(capsys, "--from-log", "-") == (0, "no denials\n", "")
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
-    assert signet(capsys, "--from-log", "-", "-o", "json")[:2] == (0, "[]\n")
+    code, out, _ = signet(capsys, "--from-log", "-", "-o", "json")
+    assert code == 0 and json.loads(out)["denials"] == [] and json.loads(out)["summary"]["denials"] == 0
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -182,7 +186,7 @@ def test_events_from_the_cluster(apiserver: FakeApiServer, kubeconfig: Path,
 
     code, out, _ = signet(capsys, "--kubeconfig", str(kubeconfig), "--since", "1d", "-o", "json")
     assert code == 0
-    records = json.loads(out)
+    records = json.loads(out)["denials"]
     by_image = {(r["namespace"], r["image"]): r for r in records}
     assert set(by_image) == {("team-a", "ghcr.io/acme/app:v1"), ("team-b", "docker.io/library/nginx:1"),
                              ("team-b", "ghcr.io/acme/worker:v2")}
@@ -196,7 +200,7 @@ def test_events_from_the_cluster(apiserver: FakeApiServer, kubeconfig: Path,
     assert parsed["user"] is None and parsed["count"] == 3 and parsed["workload"] == "Pod/cache-0"
     assert by_image[("team-b", "docker.io/library/nginx:1")]["reason"] == "no signatures found"
 
-    code, out, _ = signet(capsys, "--kubeconfig", str(kubeconfig), "--namespace", "team-a")
+    code, out, _ = signet(capsys, "--kubeconfig", str(kubeconfig), "--namespace", "team-a", "--wide")
     assert code == 0 and "https://search.sigstore.dev/?logIndex=123456" in out and "team-b" not in out
     assert apiserver.count("GET", "/api/v1/namespaces/team-a/events")
     code, out, _ = signet(capsys, "--kubeconfig", str(kubeconfig), "--policy", "nobody")

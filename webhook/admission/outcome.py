@@ -44,6 +44,8 @@ class ImageOutcome:
     ``reason`` says why in one sentence ("verified", "certificate identity a@x does not match...",
     "not verified in time"). ``signer``/``issuer`` are the identity that signed (allow) or the one
     found closest to matching (deny); ``log_index`` its Rekor entry when there is one.
+    ``attestation``/``predicate_type`` name the attestation requirement that decided a denial (missing,
+    of another predicate type, or refused by its policy).
     """
 
     reference: str
@@ -55,6 +57,8 @@ class ImageOutcome:
     signer: str | None = None
     issuer: str | None = None
     log_index: int | None = None
+    attestation: str | None = None
+    predicate_type: str | None = None
 
 
 def clean(text: str, limit: int) -> str:
@@ -81,6 +85,23 @@ def _identity(outcome: ImageOutcome) -> str:
     return f"signer {signer}{issuer}"
 
 
+_REPEATED_PREFIX = re.compile(r"\b([A-Za-z][\w ]{3,40}: )\1+")
+_REPEATED_AUTHORITY = re.compile(r"""authority (["'])([^"']{1,128})\1:? authority (["'])\2\3""")
+
+
+def without_repeats(reason: str) -> str:
+    """A reason assembled from several layers, said once: ``x; x: y`` → ``x: y``, ``a: a: b`` → ``a: b``."""
+    if len(reason) > 4 * MAX_IMAGE_LINE:
+        return reason  # long texts are cut before they are shown; not worth scanning
+    text = _REPEATED_AUTHORITY.sub(lambda m: f'authority "{m.group(2)}"', _REPEATED_PREFIX.sub(r"\1", reason))
+    kept: list[str] = []
+    for part in text.split("; "):
+        if any(part in earlier for earlier in kept):
+            continue
+        kept = [earlier for earlier in kept if earlier not in part] + [part]
+    return "; ".join(kept)
+
+
 def describe(outcome: ImageOutcome, limit: int = MAX_IMAGE_LINE) -> str:
     """One line for one image: reference, digest, verdict, policy, authority, reason, signer.
 
@@ -96,7 +117,8 @@ def describe(outcome: ImageOutcome, limit: int = MAX_IMAGE_LINE) -> str:
     head += f" {verb}"
     if outcome.policy:
         head += f' by policy "{clean(outcome.policy, _MAX_NAME)}"'
-    if outcome.authority:
+    reason = without_repeats(outcome.reason)
+    if outcome.authority and not reason.startswith(f'authority "{outcome.authority}"'):
         head += f': authority "{clean(outcome.authority, _MAX_NAME)}"'
     identity = _identity(outcome)
     tail = ""
@@ -104,7 +126,7 @@ def describe(outcome: ImageOutcome, limit: int = MAX_IMAGE_LINE) -> str:
         # The reason may already name who signed; only add the identity when it does not.
         tail = f" ({'found ' if outcome.verdict != 'allow' else ''}{identity})"
     budget = max(limit - len(head) - len(tail) - 2, _MIN_REASON)
-    line = f"{head}: {clean(outcome.reason, budget)}{tail}"
+    line = f"{head}: {clean(reason, budget)}{tail}"
     return clean(line, limit)
 
 
@@ -122,7 +144,8 @@ def denial_message(outcomes: Sequence[ImageOutcome], limit: int = MAX_MESSAGE) -
         # Unless this is the last line, keep room for the summary of what does not fit.
         reserve = 64 if index < len(denied) - 1 else 0
         if used + 1 + len(line) > limit - reserve:
-            lines.append(f"… and {len(denied) - index} more denied image(s) (see the audit log)")
+            more = len(denied) - index
+            lines.append(f"… and {more} more denied image{'s' if more != 1 else ''} (see the audit log)")
             break
         lines.append(line)
         used += 1 + len(line)
@@ -133,7 +156,7 @@ def warning_for(outcome: ImageOutcome) -> str:
     """A short (≤ 120 characters) warning for an image admitted despite failing (warn mode)."""
     policy = f' (policy "{clean(outcome.policy, 40)}")' if outcome.policy else ""
     head = f"signet: image {clean(outcome.reference, 72)} not verified{policy}"
-    return clean(f"{head}: {clean(outcome.reason, MAX_WARNING)}", MAX_WARNING)
+    return clean(f"{head}: {clean(without_repeats(outcome.reason), MAX_WARNING)}", MAX_WARNING)
 
 
 def warnings_for(outcomes: Iterable[ImageOutcome]) -> list[str]:
@@ -152,6 +175,8 @@ def _record(outcome: ImageOutcome, reason_limit: int) -> dict[str, Any]:
         "signer": clean(outcome.signer, _MAX_REFERENCE) if outcome.signer else None,
         "issuer": clean(outcome.issuer, _MAX_REFERENCE) if outcome.issuer else None,
         "logIndex": outcome.log_index,
+        "attestation": clean(outcome.attestation, _MAX_NAME) if outcome.attestation else None,
+        "predicateType": clean(outcome.predicate_type, _MAX_REFERENCE) if outcome.predicate_type else None,
     }
     return {k: v for k, v in record.items() if v is not None}
 

@@ -5,10 +5,14 @@ decision, ARCHITECTURE.md §8: every field); without it, the ``ImageDenied`` Eve
 are listed (their ``signet.dev/images`` annotation when present, else the message is parsed back
 into image, policy, authority, reason and signer; Events carry no user unless annotated).
 
-One row per denied image: time, user, namespace, workload, image, policy, signer found, Rekor log
-index (with its search.sigstore.dev link, which only resolves for the public-good Rekor), reason.
-Filters: ``--namespace``, ``--policy``, ``--since`` (a duration such as ``90m``/``1h30m``/``2d`` or
-an RFC 3339 time). Exit 0 whatever was found ("no denials" when nothing), 2 on input errors.
+One row per group of identical denials (``webhook.commands.denials_report``): last and first
+time, count, user, namespace, workload, image, policy, signer found, reason, and with ``--wide``
+the authority, issuer and Rekor log index (its search.sigstore.dev link only resolves for the
+public-good Rekor), uncut. The table fits the terminal; a summary counts denials by policy,
+namespace and reason. Filters: ``--namespace``, ``--policy``, ``--since``/``--until`` (a duration
+such as ``90m``/``1h30m``/``2d`` back from now, or an RFC 3339 time). ``-o json|csv`` for scripts.
+Exit 0 whatever was found ("no denials" when nothing), 1 when the cluster cannot be read, 2 on
+input errors.
 """
 
 from __future__ import annotations
@@ -21,11 +25,20 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
-from webhook.admission.outcome import short_digest
-from webhook.commands.common import EXIT_OK
+from webhook.commands import denials_report
+from webhook.commands.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from webhook.commands.console import Console
+from webhook.commands.table import terminal_width
 from webhook.errors import InfrastructureError, InputError
+
+OUTPUTS: Final = ("text", "json", "csv")
+EXIT_MEANINGS: Final = {
+    EXIT_OK: "listed: the denials found (possibly none)",
+    EXIT_REJECTED: "the cluster's Events could not be read",
+    EXIT_USAGE: "usage or input error: unreadable log or bad filter",
+}
 
 SEARCH_URL: Final = "https://search.sigstore.dev/?logIndex={}"
 REASON: Final = "ImageDenied"
@@ -40,6 +53,8 @@ _LINE = re.compile(
     r'(?: \(found signer (?P<signer>[^,)]+)(?:, issuer (?P<issuer>[^)]+))?\))?$'
 )
 _SUMMARY = re.compile(r"^\d+ of \d+ images denied:$")
+# How an attestation requirement names itself in a reason (webhook/decision/attested.py).
+_ATTESTATION = re.compile(r'attestation "(?P<attestation>[^"]+)" \((?P<predicate_type>[^)\s]+)\)')
 
 
 @dataclass(frozen=True)
@@ -63,65 +78,103 @@ class Denial:
     operation: str | None = None
     uid: str | None = None
     count: int = 1
+    attestation: str | None = None
+    """The attestation requirement that was not met (missing, other predicate type, or its policy said no)."""
+    predicate_type: str | None = None
 
     @property
     def workload(self) -> str:
-        return f"{self.kind or '?'}/{self.name or '?'}"
+        """``Deployment/web``; an object the API server names itself shows ``generateName…`` (see ``_name``)."""
+        return f"{self.kind or 'object'}/{self.name or '(no name)'}"
 
     @property
     def rekor_url(self) -> str | None:
         return SEARCH_URL.format(self.log_index) if self.log_index is not None else None
 
     def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        """Every field, camelCase (``logIndex``, ``predicateType``), with the workload and Rekor link."""
+        data = {_camel(key): value for key, value in asdict(self).items()}
         data["time"] = _format_time(self.time) if self.time else None
-        data["logIndex"] = data.pop("log_index")
         data["workload"] = self.workload
         data["rekorUrl"] = self.rekor_url
         return data
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _name(record: Mapping[str, Any]) -> str | None:
+    """The object's name; a CREATE with ``generateName`` has none yet, so the prefix stands in for it."""
+    name = _str(record.get("name"))
+    generated = _str(record.get("generateName"))
+    return name or (f"{generated}…" if generated else None)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from-log", metavar="FILE", help="read JSON audit log lines from FILE ('-' for stdin) "
-                        "instead of the cluster's Events")
-    parser.add_argument("--namespace", "-n", metavar="NS", help="only denials in this namespace")
-    parser.add_argument("--policy", metavar="NAME", help="only denials by this policy")
+                        "instead of the cluster's Events (default: the cluster's Events)")
+    parser.add_argument("--namespace", "-n", metavar="NS", help="only denials in this namespace (default: all)")
+    parser.add_argument("--policy", metavar="NAME", help="only denials by this policy (default: all)")
     parser.add_argument("--since", metavar="DURATION|TIME",
-                        help="only denials after this: a duration back from now (30m, 1h30m, 2d) or an RFC 3339 time")
-    parser.add_argument("--output", "-o", choices=("text", "json"), default="text", help="output format")
+                        help="only denials at or after this: a duration back from now (30m, 1h30m, 2d) or an "
+                             "RFC 3339 time (default: all)")
+    parser.add_argument("--until", metavar="DURATION|TIME",
+                        help="only denials before this, same forms as --since (default: now)")
+    parser.add_argument("--wide", action="store_true",
+                        help="every column (first seen, authority, issuer, Rekor link), nothing cut to fit the "
+                             "terminal")
+    parser.add_argument("--no-group", dest="group", action="store_false",
+                        help="one row per denial instead of one per group of identical denials (default: grouped)")
     parser.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: in-cluster, then ~/.kube/config)")
-    parser.add_argument("--context", metavar="NAME", help="kubeconfig context")
+    parser.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    since = parse_since(args.since, datetime.now(UTC)) if args.since else None
+    console = Console.from_args(args)
+    now = datetime.now(UTC)
+    since = parse_since(args.since, now, flag="--since") if args.since else None
+    until = parse_since(args.until, now, flag="--until") if args.until else None
+    if since is not None and until is not None and until <= since:
+        raise InputError(f"--until ({_format_time(until)}) must come after --since ({_format_time(since)})")
     if args.from_log:
         denials = list(denials_from_log(_read_lines(args.from_log)))
     else:
         denials = list(denials_from_events(_fetch_events(args.kubeconfig, args.context, args.namespace)))
-    selected = sorted(filter_denials(denials, namespace=args.namespace, policy=args.policy, since=since),
+    selected = sorted(filter_denials(denials, namespace=args.namespace, policy=args.policy, since=since,
+                                     until=until),
                       key=lambda d: d.time or datetime.min.replace(tzinfo=UTC))
-    if args.output == "json":
-        print(json.dumps([d.as_json() for d in selected], indent=2))
-    elif not selected:
-        print("no denials")
+    groups = denials_report.group(selected, merge=args.group)
+    if console.json:
+        console.document({"summary": denials_report.summary_json(groups),
+                          "denials": [g.as_json() for g in groups]}, EXIT_OK)
+    elif console.output == "csv":
+        console.print(denials_report.csv_text(groups).rstrip("\n"))
+    elif not groups:
+        console.print("no denials")
     else:
-        print_table(selected, sys.stdout)
+        width = terminal_width(console.out)
+        for line in denials_report.table_lines(groups, width, wide=args.wide, console=console):
+            console.print(line)
+        console.print()
+        for line in denials_report.summary_lines(groups):
+            console.print(line)
     return EXIT_OK
 
 
 # --- time -------------------------------------------------------------------------------------
 
 
-def parse_since(value: str, now: datetime) -> datetime:
-    """``1h30m`` (back from ``now``) or an RFC 3339 time; anything else is an InputError."""
+def parse_since(value: str, now: datetime, *, flag: str = "--since") -> datetime:
+    """``1h30m`` (back from ``now``) or an RFC 3339 time; anything else is an InputError naming ``flag``."""
     text = value.strip()
     if text and _DURATION.sub("", text) == "":
         seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text))
         return now - timedelta(seconds=seconds)
     parsed = _parse_time(text)
     if parsed is None:
-        raise InputError(f"--since {value!r}: expected a duration (30m, 1h30m, 2d) or an RFC 3339 time")
+        raise InputError(f"{flag} {value!r}: expected a duration (30m, 1h30m, 2d) or an RFC 3339 time")
     return parsed
 
 
@@ -177,7 +230,7 @@ def _log_denials(record: Mapping[str, Any]) -> Iterator[Denial]:
     common: dict[str, Any] = {
         "time": _parse_time(record.get("time")), "source": "log", "user": _str(record.get("user")),
         "namespace": _str(record.get("namespace")), "kind": _str(record.get("kind")),
-        "name": _str(record.get("name")), "operation": _str(record.get("operation")), "uid": _str(record.get("uid")),
+        "name": _name(record), "operation": _str(record.get("operation")), "uid": _str(record.get("uid")),
     }
     images = [i for i in record.get("images") or [] if isinstance(i, Mapping) and i.get("verdict") == "deny"]
     if not images:
@@ -192,7 +245,8 @@ def _image_fields(image: Mapping[str, Any]) -> dict[str, Any]:
             "reason": _str(image.get("reason")) or "denied", "digest": _str(image.get("digest")),
             "policy": _str(image.get("policy")), "authority": _str(image.get("authority")),
             "signer": _str(image.get("signer")), "issuer": _str(image.get("issuer")),
-            "log_index": _int(image.get("logIndex", image.get("log_index")))}
+            "log_index": _int(image.get("logIndex", image.get("log_index"))),
+            "attestation": _str(image.get("attestation")), "predicate_type": _str(image.get("predicateType"))}
 
 
 # --- Events -----------------------------------------------------------------------------------
@@ -235,7 +289,7 @@ def denials_from_events(events: Iterable[Mapping[str, Any]]) -> Iterator[Denial]
                      if t), _parse_time(metadata.get("creationTimestamp")))
         common: dict[str, Any] = {"time": when, "source": "event", "user": _str(annotations.get(USER_ANNOTATION)),
                   "namespace": _str(involved.get("namespace")) or _str(metadata.get("namespace")),
-                  "kind": _str(involved.get("kind")), "name": _str(involved.get("name")),
+                  "kind": _str(involved.get("kind")), "name": _name(involved),
                   "uid": _str(involved.get("uid")), "count": _int(event.get("count")) or 1}
         records = _annotation_records(annotations.get(IMAGES_ANNOTATION))
         if records:
@@ -268,10 +322,13 @@ def parse_message(message: str) -> list[dict[str, Any]]:
             rows.append({"image": None, "reason": line})
             continue
         fields = {k: v for k, v in match.groupdict().items() if v}
+        attested = _ATTESTATION.search(fields.get("reason") or "")
         rows.append({"image": fields.get("image"), "reason": fields.get("reason") or "denied",
                      "digest": fields.get("digest"), "policy": fields.get("policy"),
                      "authority": fields.get("authority"), "signer": fields.get("signer"),
-                     "issuer": fields.get("issuer")})
+                     "issuer": fields.get("issuer"),
+                     "attestation": attested.group("attestation") if attested else None,
+                     "predicate_type": attested.group("predicate_type") if attested else None})
     return rows or [{"image": None, "reason": message or "denied"}]
 
 
@@ -279,7 +336,7 @@ def parse_message(message: str) -> list[dict[str, Any]]:
 
 
 def filter_denials(denials: Iterable[Denial], *, namespace: str | None = None, policy: str | None = None,
-                   since: datetime | None = None) -> Iterator[Denial]:
+                   since: datetime | None = None, until: datetime | None = None) -> Iterator[Denial]:
     for denial in denials:
         if namespace is not None and denial.namespace != namespace:
             continue
@@ -287,25 +344,6 @@ def filter_denials(denials: Iterable[Denial], *, namespace: str | None = None, p
             continue
         if since is not None and (denial.time is None or denial.time < since):
             continue
+        if until is not None and (denial.time is None or denial.time >= until):
+            continue
         yield denial
-
-
-COLUMNS: Final = ("TIME", "USER", "NAMESPACE", "WORKLOAD", "IMAGE", "POLICY", "SIGNER", "REKOR", "REASON")
-
-
-def _row(denial: Denial) -> tuple[str, ...]:
-    image = denial.image or "-"
-    if denial.digest and denial.digest not in image:
-        image += f"@{short_digest(denial.digest)}"  # the full digest is in --output json
-    return (_format_time(denial.time) if denial.time else "-", denial.user or "-", denial.namespace or "-",
-            denial.workload, image, denial.policy or "-", denial.signer or "-", denial.rekor_url or "-",
-            denial.reason + (f" (x{denial.count})" if denial.count > 1 else ""))
-
-
-def print_table(denials: Iterable[Denial], out: TextIO) -> None:
-    """Aligned columns; REASON, the longest, is last and not padded."""
-    rows = [COLUMNS, *(_row(d) for d in denials)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")

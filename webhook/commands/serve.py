@@ -56,9 +56,11 @@ from uvicorn.server import ServerState
 from webhook.app import build_trust, create_app, load_policies, ops_app
 from webhook.audit import configure_audit_handler
 from webhook.commands.common import EXIT_OK
+from webhook.commands.hints import diagnose_tls_files, readable_openssl
 from webhook.config import ServerConfig, add_serve_arguments, from_args, log_level_number
 from webhook.errors import InputError
 from webhook.tls import CertificateReloader
+from webhook.upstreams import DeferredObserver
 
 _logger = logging.getLogger(__name__)
 
@@ -275,10 +277,12 @@ def _tls(config: ServerConfig) -> CertificateReloader | None:
     try:
         return CertificateReloader(config.tls_cert, config.tls_key, client_ca=config.client_ca)
     except (OSError, ssl.SSLError) as exc:
+        # OpenSSL says "[SSL] PEM lib (_ssl.c:3905)": read the files again to say which one, and what.
+        diagnosis = diagnose_tls_files(config.tls_cert, config.tls_key, config.client_ca)
         files = f"--tls-cert {config.tls_cert} / --tls-key {config.tls_key}"
         if config.client_ca is not None:
             files += f" / --client-ca {config.client_ca}"
-        raise InputError(f"{files}: {exc}") from exc
+        raise InputError(diagnosis or f"{files}: {readable_openssl(str(exc))}") from exc
 
 
 def uvicorn_config(config: ServerConfig, app: object, tls: CertificateReloader | None, *,
@@ -327,20 +331,40 @@ def listeners(config: ServerConfig, app: FastAPI, tls: CertificateReloader | Non
                            uvicorn_config(config, ops, None, port=config.metrics_port), None)]
 
 
+class UpstreamAtDebug(logging.Filter):
+    """httpx logs every request at INFO: they are upstream details, shown only at debug level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return record.levelno >= logging.getLogger().getEffectiveLevel()
+
+
+def configure_logging(level: int) -> None:
+    """The server's log: at info one line per decision (the audit line) plus lifecycle; upstream requests at debug."""
+    logging.getLogger().setLevel(level)
+    logging.getLogger("webhook").setLevel(level)
+    for name in ("httpx", "httpcore"):
+        upstream = logging.getLogger(name)
+        if not any(isinstance(f, UpstreamAtDebug) for f in upstream.filters):
+            upstream.addFilter(UpstreamAtDebug())
+
+
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     config = from_args(args, os.environ)
-    logging.getLogger().setLevel(log_level_number(config))
-    if not args.verbose:
-        logging.getLogger("webhook").setLevel(log_level_number(config))
+    configure_logging(logging.DEBUG if args.verbose else log_level_number(config))
     configure_audit_handler(sys.stdout)
 
-    trust = build_trust(config)
+    # The trust root is built before the app whose /metrics its TUF requests belong to.
+    observer = DeferredObserver()
+    trust = build_trust(config, observer)
     policies = load_policies(config)
     tls = _tls(config)
     if tls is None:
         print(f"signet: WARNING: no --tls-cert/--tls-key: serving plain HTTP on {config.host}:{config.port} "
               "(fine for local tests; the Kubernetes API server requires HTTPS)", file=sys.stderr, flush=True)
     app = create_app(config, trust=trust, policies=policies, tls=tls)
+    observer.target = app.state.signet.metrics.upstreams
     return serve_app(config, app, tls)
 
 

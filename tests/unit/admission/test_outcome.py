@@ -88,7 +88,7 @@ def test_many_denied_images_are_summarised() -> None:
     outcomes = [_deny(f"registry.example/app-{i}:v1", reason="y" * 900) for i in range(50)]
     message = denial_message(outcomes)
     assert len(message) <= 8192
-    assert message.endswith("more denied image(s) (see the audit log)")
+    assert message.endswith("more denied images (see the audit log)")
     assert "registry.example/app-0:v1" in message
 
 

@@ -516,7 +516,10 @@ def test_rbac_is_least_privilege_by_default(default: Rendered) -> None:
     assert grants(rules, "", "serviceaccounts") == {"get"}
     assert grants(rules, "", "secrets") == set()
     assert grants(rules, "", "pods") == set()
-    assert default.of_kind("Role") == []
+    assert grants(rules, "", "configmaps") == {"get"}
+    # Secrets are read only in Signet's own namespace (keys named by ClusterImagePolicies).
+    (keys,) = default.of_kind("Role")
+    assert keys["metadata"]["namespace"] == NAMESPACE and grants(keys["rules"], "", "secrets") == {"get"}
     writes = {"create", "update", "patch", "delete", "deletecollection", "escalate", "bind", "impersonate"}
     for rule in rules:
         if rule["verbs"] and set(rule["verbs"]) & writes:
@@ -532,10 +535,10 @@ def test_pull_secrets_grant_cluster_wide_secret_reads_only_when_enabled() -> Non
 def test_pull_secrets_in_listed_namespaces_use_roles() -> None:
     r = Rendered(PULL_SECRETS_NS_VALUES)
     assert grants(rules_of(r), "", "secrets") == set()
-    roles = r.of_kind("Role")
+    roles = [role for role in r.of_kind("Role") if role["metadata"]["name"].endswith("-pull-secrets")]
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["team-a", "team-b"]
     assert all(grants(role["rules"], "", "secrets") == {"get"} for role in roles)
-    bindings = r.of_kind("RoleBinding")
+    bindings = [b for b in r.of_kind("RoleBinding") if b["metadata"]["name"].endswith("-pull-secrets")]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     assert all(b["subjects"][0]["namespace"] == NAMESPACE for b in bindings)
 

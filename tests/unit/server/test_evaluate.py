@@ -70,7 +70,7 @@ def test_all_allowed_is_exit_0(tmp_path: Path, policies: Path, capsys: pytest.Ca
     assert header.split() == ["WORKLOAD", "IMAGE", "VERDICT", "POLICY", "REASON"]
     assert "Deployment/team-a/web" in rows[0] and " allow " in rows[0] and "good (ok)" in rows[0]
     assert any(" warn " in row and "not signed yet" in row for row in rows)
-    assert "2 of 2 workload(s) would be admitted, 0 denied" in out
+    assert "2 of 2 workloads would be admitted, 0 denied" in out
 
 
 def test_a_denial_is_exit_1_and_says_why(tmp_path: Path, policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
