@@ -17,8 +17,8 @@ Two error channels (STYLE.md, kopf): a malformed review is HTTP 400; every decis
 error", traceback logged): never a 500, never an accidental allow.
 
 The lifespan starts the trust-root provider (its TUF refresh runs in the provider's thread, never
-in a request), builds the engine with its registry and Rekor clients, starts the TLS certificate
-watcher, and closes all of them on shutdown.
+in a request), builds the engine with its registry and Rekor clients (``webhook.server.setup``),
+starts the TLS certificate watcher, and closes all of them on shutdown.
 """
 
 from __future__ import annotations
@@ -60,16 +60,15 @@ from webhook.admission import (
     unreadable,
 )
 from webhook.audit import AuditLog
-from webhook.cluster import ClusterIntegration, ClusterReaders
+from webhook.cluster import ClusterIntegration
 from webhook.config import ServerConfig
-from webhook.errors import InputError, TrustError
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.oci import CredentialStore
-from webhook.policy.loader import LoadResult, load_directory
 from webhook.policy.matching import PolicySet, PolicyStore
+from webhook.server.setup import LoadedPolicies, build_engine, build_trust, connect_cluster, load_policies
 from webhook.tls import CertificateReloader
 from webhook.trust.provider import TrustRootProvider
-from webhook.upstreams import UpstreamObserver, review_waits
+from webhook.upstreams import review_waits
 
 if TYPE_CHECKING:
     from webhook.decision import ImageDecision
@@ -97,74 +96,6 @@ class DecisionEngine(Protocol):
     def invalidate(self) -> None: ...
 
     async def aclose(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class LoadedPolicies:
-    """A policy snapshot and what loading it reported (``problems`` are invalid documents)."""
-
-    policy_set: PolicySet
-    result: LoadResult
-    source: str
-
-
-def load_policies(config: ServerConfig) -> LoadedPolicies:
-    """``--policies DIR``, or none at all (every image is then denied, by noMatchPolicy).
-
-    A document that is invalid or cannot be enforced stays in force as a fail-closed stand-in
-    that denies its images, and keeps the server from reporting ready. Raises ``PolicyError``
-    (an InputError) when the directory does not exist.
-    """
-    if config.policies_dir is None:
-        _logger.warning("no --policies given: no policies are loaded, so every image is handled by "
-                        "noMatchPolicy (%s)", config.no_match_policy)
-        result = LoadResult()
-    else:
-        result = load_directory(config.policies_dir)
-    for problem in result.problems:
-        _logger.error("policy problem: %s", problem)
-    for key in result.fail_closed:
-        _logger.error("%s cannot be enforced as written: every image it covers is denied until it is fixed", key)
-    for warning in result.warnings:
-        _logger.warning("policy: %s", warning)
-    policy_set = PolicySet.from_load_result(result, no_match_policy=config.no_match_policy)
-    return LoadedPolicies(policy_set, result, config.policies_location())
-
-
-def build_trust(config: ServerConfig, observer: UpstreamObserver | None = None) -> TrustRootProvider:
-    """The trust-root provider the config asks for (InputError for an unusable file).
-
-    ``observer`` is told about every TUF request (``/metrics``).
-    """
-    from webhook.trust.fetchers import HttpxFetcher
-    from webhook.trust.tuf_client import TufClient
-    from webhook.upstreams import observed_tuf_client
-
-    if config.trust_source == "file":
-        assert config.trusted_root is not None
-        try:
-            return TrustRootProvider.from_file(config.trusted_root)
-        except TrustError as exc:
-            raise InputError(f"--trusted-root {config.trusted_root}: {exc.reason}") from exc
-    if config.trust_source == "env":
-        from webhook.trust.embedded import production_trusted_root_json
-
-        try:
-            provider = TrustRootProvider.from_env(config.sigstore_env, base=production_trusted_root_json())
-        except TrustError as exc:
-            raise InputError(f"SIGSTORE_* variables: {exc.reason}") from exc
-        assert provider is not None
-        return provider
-    bootstrap = None
-    if config.tuf_root is not None:
-        try:
-            bootstrap = config.tuf_root.read_bytes()
-        except OSError as exc:
-            raise InputError(f"--tuf-root {config.tuf_root}: {exc.strerror or exc}") from exc
-    fetcher = HttpxFetcher(client=observed_tuf_client(observer)) if observer is not None else None
-    client = (TufClient(config.tuf_mirror, bootstrap_root=bootstrap, fetcher=fetcher) if config.tuf_mirror
-              else TufClient(fetcher=fetcher))
-    return TrustRootProvider.from_tuf(client)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +178,7 @@ class _State:
         if self.engine is None:
             raise RuntimeError("the decision engine is not running")
         started = time.perf_counter()
-        credentials = await self.cluster.credentials(review) if self.cluster is not None else None
+        credentials = await self._credentials(review)
         from webhook.decision.workload import review_workload  # the decision package loads with the engine
 
         # The object under review: spec.match selects by its resource and labels, spec.policy may see it.
@@ -255,6 +186,18 @@ class _State:
                                              workload=review_workload(review))
         self.metrics.verification.observe(time.perf_counter() - started)
         return await _run(large, self._answer, review, plan, distinct, decisions, mutate)
+
+    async def _credentials(self, review: AdmissionReview) -> CredentialStore | None:
+        """The workload's pull secrets, read within a share of the deadline; anonymous when too slow."""
+        if self.cluster is None:
+            return None
+        try:
+            async with asyncio.timeout(self.config.deadline / 4):
+                return await self.cluster.credentials(review)
+        except TimeoutError:
+            _logger.warning("pull secrets for %s/%s not read within %.1f s; verifying anonymously",
+                            review.namespace, review.object_name, self.config.deadline / 4)
+            return None
 
     def _too_many_images(self, review: AdmissionReview, count: int) -> _Decision:
         """Denied unverified: verifying every image of a huge review would hold the server for everyone."""
@@ -329,15 +272,12 @@ class _State:
             self.policies = load_policies(self.config)
         closers: list[Callable[[], Awaitable[None]]] = []
         if self.engine is None:
-            self.engine, closers = self._build_engine(self.trust)
+            self.engine, self.upstream_clients = build_engine(
+                self.config, self.trust, self.policies, current=self.current_policies, cluster=lambda: self.cluster,
+                observer=self.metrics.upstreams)
+            closers.append(self.upstream_clients.aclose)
         if self.config.cluster:
-            result = self.policies.result
-            self.store = PolicyStore([*result.cluster_policies, *result.image_policies, *result.trust_roots],
-                                     no_match_policy=self.config.no_match_policy)
-            self.cluster = ClusterIntegration.connect(self.store, kubeconfig=self.config.kubeconfig,
-                                                      pull_secrets=self.config.pull_secrets,
-                                                      prewarm_images=self.config.prewarm,
-                                                      policy_controller=self.config.watch_policy_controller)
+            self.store, self.cluster = connect_cluster(self.config, self.policies.result)
             self.cluster.start(self.engine.decide)
             closers.append(self.cluster.stop)
         tasks: list[asyncio.Task[None]] = []
@@ -359,31 +299,6 @@ class _State:
             for close in closers:
                 await close()
             self.trust.stop()
-
-    def _build_engine(self, trust: TrustRootProvider) -> tuple[DecisionEngine, list[Callable[[], Awaitable[None]]]]:
-        from webhook.decision import Engine, EngineSettings
-        from webhook.decision.clients import build_upstream_clients
-
-        config = self.config
-        settings = EngineSettings(on_error=config.on_error, deadline=config.deadline,
-                                  images_in_flight=config.images_in_flight,
-                                  **config.cache_ttls())  # type: ignore[arg-type]
-        # One bound on requests in flight, one guarded connection pool (HTTP/2 where offered) and one
-        # memory of what each registry supports for every client: reviews with different pull secrets
-        # share them, and egress rules apply to every connection.
-        clients = build_upstream_clients(max_in_flight=config.max_registry_requests,
-                                         max_per_host=config.registry_connections_per_host,
-                                         allow_http=config.allow_http_registry, mirrors=config.registry_mirrors,
-                                         observer=self.metrics.upstreams, trust_root=trust.get)
-        self.upstream_clients = clients
-        # Secrets and ConfigMaps are read through the cluster integration, connected after the engine is built.
-        reads = ClusterReaders(lambda: self.cluster)
-        engine = Engine(policies=self.current_policies, trust_root=lambda: trust.current, registry=clients.registry,
-                        rekor=clients.rekor, settings=settings, registry_for=clients.client_for,
-                        secret_key=reads.public_key, config_map=reads.config_map,
-                        ca_certificates=reads.ca_certificates, pull_secrets=reads.registry_credentials)
-        engine.start_sandbox(self.policies.result.policies if self.policies is not None else ())
-        return engine, [clients.aclose]
 
     async def _warm_up(self, clients: UpstreamClients, trust: TrustRootProvider) -> None:
         """Connections, tokens and lazy initialisation before the first review (``webhook.warmup``)."""

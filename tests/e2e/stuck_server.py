@@ -2,7 +2,7 @@
 
     python -m tests.e2e.stuck_server {python|c} serve [signet serve flags]
 
-The server is the real one (``webhook.commands.serve.serve_app``: supervisor, workers, uvicorn,
+The server is the real one (``webhook.server.workers.serve_app``: supervisor, workers, uvicorn,
 the connection limits); only the engine is replaced. ``python`` spins in bytecode (signal
 handlers still run between instructions, so the worker's own watchdog can fire); ``c`` sums a
 huge range inside one C call, which holds the GIL and never lets a handler run (only the
@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from tests.unit.server.conftest import empty_policies, static_trust
 from webhook.app import create_app
 from webhook.cli import build_parser
-from webhook.commands.serve import serve_app
 from webhook.config import from_args
 from webhook.decision import ImageDecision
 from webhook.decision.workload import Workload
 from webhook.oci import CredentialStore
+from webhook.server.workers import serve_app
 
 
 class StuckEngine:

@@ -19,7 +19,8 @@ from webhook.admission.outcome import ImageOutcome
 from webhook.commands.console import Console, plural
 from webhook.decision.plans import ImagePlan, Planner, secret_of
 from webhook.decision.workload import Workload
-from webhook.policy.models import Authority, ImagePolicy, Policy
+from webhook.policy.authorities import Authority
+from webhook.policy.models import ImagePolicy, Policy
 
 DEFAULT_ROOT = "the default trust root (embedded, TUF or --trusted-root)"
 

@@ -33,7 +33,8 @@ from webhook.errors import InfrastructureError, SignetError, VerificationError
 from webhook.images import ImageSignatures
 from webhook.oci import ImageReference
 from webhook.oci.manifest import PlatformManifest
-from webhook.policy.models import Authority, MultiArch, Policy
+from webhook.policy.authorities import Authority
+from webhook.policy.models import MultiArch, Policy
 from webhook.policy.policy_result import AuthorityMatch
 from webhook.verify.identity import AllOf, AnyOf, ExtensionClaims
 from webhook.verify.identity import Policy as IdentityPolicy

@@ -26,9 +26,10 @@ from webhook.decision.plans import PullSecretsRef, secret_of
 from webhook.errors import SignetError, VerificationError
 from webhook.oci.discovery import SignatureLocation
 from webhook.oci.reference import parse_reference
+from webhook.policy.authorities import Authority
 from webhook.policy.custom_roots import with_certificate_authorities, with_timestamp_authorities
 from webhook.policy.matching import referring_group
-from webhook.policy.models import Authority, Policy
+from webhook.policy.models import Policy
 from webhook.verify.keys import PublicKey, spki_sha256
 from webhook.verify.trustroot import TrustedRoot
 from webhook.verify.verifier import Requirements

@@ -5,6 +5,15 @@ Pure: documents in, policy objects and matching out; no network and no verificat
 
 from __future__ import annotations
 
+from webhook.policy.authorities import (
+    FULCIO_EXTENSION_OIDS,
+    Authority,
+    HashAlgorithm,
+    Identity,
+    KeyAuthority,
+    KeylessAuthority,
+    StaticAuthority,
+)
 from webhook.policy.globs import GlobError, ImageGlob, compile_glob, normalize_name, split_reference
 from webhook.policy.loader import (
     InvalidPolicyError,
@@ -20,20 +29,13 @@ from webhook.policy.loader import (
 from webhook.policy.matching import PolicySelection, PolicySet, PolicyStore
 from webhook.policy.models import (
     API_VERSION,
-    FULCIO_EXTENSION_OIDS,
-    Authority,
     ClusterImagePolicy,
-    HashAlgorithm,
-    Identity,
     ImagePolicy,
-    KeyAuthority,
-    KeylessAuthority,
     Mode,
     MultiArch,
     NoMatchPolicy,
     Policy,
     PolicySpec,
-    StaticAuthority,
     TrustRoot,
 )
 

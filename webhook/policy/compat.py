@@ -46,8 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from webhook.policy import sigstore_keys
+from webhook.policy.authorities import Authority
 from webhook.policy.groups import POLICY_CONTROLLER_API_VERSIONS, POLICY_CONTROLLER_KINDS
-from webhook.policy.models import API_VERSION, Authority, PolicySpec
+from webhook.policy.models import API_VERSION, PolicySpec
 
 __all__ = ["POLICY_CONTROLLER_API_VERSIONS", "POLICY_CONTROLLER_KINDS", "Translation", "default_system_namespace",
            "document_path", "translate"]

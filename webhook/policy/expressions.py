@@ -148,7 +148,7 @@ def attestation_document(statement: Mapping[str, Any], signer: Mapping[str, str]
     """The document an ATTESTATION-scope policy is evaluated against: the statement and its signer.
 
     ``signer``: ``{"subject", "issuer", <claim>: value...}`` for a certificate, claims named as in
-    policy/models.py FULCIO_EXTENSION_OIDS and present only when the certificate has them; or
+    policy/authorities.py FULCIO_EXTENSION_OIDS and present only when the certificate has them; or
     ``{"keyFingerprint": <hex SHA-256 of the public key's DER SPKI>}`` for a key.
     """
     if not isinstance(statement, Mapping):

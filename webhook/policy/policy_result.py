@@ -32,7 +32,7 @@ from typing import Any
 
 __all__ = ["AuthorityMatch", "MatchedAttestation", "MatchedSignature", "platform_key", "policy_result_document"]
 
-# Signet's claim names (policy/models.py FULCIO_EXTENSION_OIDS) → policy-controller's JSON names.
+# Signet's claim names (policy/authorities.py FULCIO_EXTENSION_OIDS) → policy-controller's JSON names.
 _GITHUB_CLAIMS = {
     "githubWorkflowTrigger": "githubWorkflowTrigger",
     "githubWorkflowSHA": "githubWorkflowSha",

@@ -25,21 +25,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from cryptography import x509
 
 from webhook.errors import VerificationError
 from webhook.verify.bundle import Bundle
+from webhook.verify.cosign import verify_layer_log_entry
 from webhook.verify.cosign_attestation import CosignAttestation
 from webhook.verify.dsse import COSIGN_SIGN_PREDICATE, DsseEnvelope, Statement
-from webhook.verify.identity import Policy, Signer, signer_of
+from webhook.verify.identity import Policy
 from webhook.verify.keys import PublicKey, certificate_key, spki_der, spki_sha256
 from webhook.verify.material import Digest, SignedContent
-from webhook.verify.result import LogProof
+from webhook.verify.result import LogProof, SignerIdentity
 from webhook.verify.timestamp import verify_timestamp
-from webhook.verify.tlog import TlogEntry, verify_entry
+from webhook.verify.tlog import TlogEntry
 from webhook.verify.verifier import Artifact, Verifier, check_envelope, digest_for_key
 
 AttestationMaterial = CosignAttestation | Bundle
@@ -47,7 +47,7 @@ _IMAGE_DIGEST = re.compile(r"(sha256):([0-9a-f]{64})|(sha512):([0-9a-f]{128})")
 
 
 @dataclass(frozen=True)
-class VerifiedAttestation:
+class VerifiedAttestation(SignerIdentity):
     """A cryptographically verified attestation of an image, before any identity policy is applied."""
 
     layout: Literal["bundle", "cosign"]
@@ -60,6 +60,7 @@ class VerifiedAttestation:
     """``sha256:<hex>`` of the caller's key (SubjectPublicKeyInfo DER) when verified with a key."""
     signing_times: tuple[datetime, ...]
     log_proofs: tuple[LogProof, ...]
+    _made: ClassVar[str] = "attestation"
 
     @property
     def predicate_type(self) -> str:
@@ -78,21 +79,6 @@ class VerifiedAttestation:
     def subjects(self) -> tuple[tuple[str, Mapping[str, str]], ...]:
         """(name, {algorithm: lowercase hex}) per subject."""
         return self.statement.subjects
-
-    @cached_property
-    def signer(self) -> Signer | None:
-        """Subject, issuer and Fulcio claims of the certificate; None when verified with a key."""
-        return signer_of(self.certificate) if self.certificate is not None else None
-
-    @property
-    def log_index(self) -> int | None:
-        return self.log_proofs[0].log_index if self.log_proofs else None
-
-    def check_identity(self, policy: Policy) -> None:
-        """Raise IdentityMismatchError (or VerificationError) unless the signer satisfies ``policy``."""
-        if self.certificate is None:
-            raise VerificationError("attestation was made with a key, not a certificate identity", step="identity")
-        policy.verify(self.certificate)
 
     def check_predicate_type(self, expected: str) -> None:
         """(j) the statement's predicate type must be exactly ``expected``."""
@@ -199,18 +185,9 @@ def verify_cosign_attestation(
         certificate=leaf if key is None else None, envelope=envelope, payload=envelope.payload,
         envelope_bytes=attestation.envelope_bytes,
     )
-    proofs = []
-    logged = verifier.requirements.transparency_log
-    entry = (attestation.rekor_bundle or log_entry) if logged else None
-    if entry is not None:
-        checked = verify_entry(entry, trusted_root, content)
-        if checked.integrated_time is not None:
-            times.append(checked.integrated_time)
-        proofs.append(LogProof(checked.log.base_url, entry.log_index, checked.integrated_time))
-    elif key is None and logged:
-        raise VerificationError(
-            "keyless attestation has no transparency log entry (no bundle annotation and none found in Rekor)",
-            step="transparency log")
+    proofs = verify_layer_log_entry(verifier, content, attestation.rekor_bundle, log_entry, keyless=key is None,
+                                    what="attestation")
+    times += [proof.integrated_time for proof in proofs if proof.integrated_time is not None]
 
     # (b)–(d), (f) the certificate at every verified time.
     if key is None:
@@ -223,7 +200,7 @@ def verify_cosign_attestation(
         certificate=leaf if key is None else None,
         key_fingerprint=_fingerprint(key),
         signing_times=tuple(times),
-        log_proofs=tuple(proofs),
+        log_proofs=proofs,
     )
 
 

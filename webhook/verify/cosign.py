@@ -142,18 +142,9 @@ def verify_cosign_material(
     verifier.requirements.check_timestamped(len(times))
     content = SignedContent(sig.signature, signing_key, Digest("sha256", hashlib.sha256(sig.payload).digest()),
                             certificate=sig.certificate if key is None else None, payload=sig.payload)
-    proofs = []
-    logged = verifier.requirements.transparency_log
-    entry = (sig.rekor_bundle or log_entry) if logged else None
-    if entry is not None:
-        checked = verify_entry(entry, trusted_root, content)
-        if checked.integrated_time is not None:
-            times.append(checked.integrated_time)
-        proofs.append(LogProof(checked.log.base_url, entry.log_index, checked.integrated_time))
-    elif key is None and logged:
-        raise VerificationError(
-            "keyless signature has no transparency log entry (no bundle annotation and none found in Rekor)",
-            step="transparency log")
+    proofs = verify_layer_log_entry(verifier, content, sig.rekor_bundle, log_entry, keyless=key is None,
+                                    what="signature")
+    times += [proof.integrated_time for proof in proofs if proof.integrated_time is not None]
 
     certificate = None
     if key is None:
@@ -164,7 +155,22 @@ def verify_cosign_material(
         kind="cosign",
         certificate=certificate,
         signing_times=tuple(times),
-        log_proofs=tuple(proofs),
+        log_proofs=proofs,
         payload=sig.payload,
         key_verified=key is not None,
     )
+
+
+def verify_layer_log_entry(verifier: Verifier, content: SignedContent, annotated: TlogEntry | None,
+                           found: TlogEntry | None, *, keyless: bool, what: str) -> tuple[LogProof, ...]:
+    """(e) a legacy layer's log entry: its bundle annotation, else ``found`` online; keyless ``what`` needs one."""
+    logged = verifier.requirements.transparency_log
+    entry = (annotated or found) if logged else None
+    if entry is not None:
+        checked = verify_entry(entry, verifier.trusted_root, content)
+        return (LogProof(checked.log.base_url, entry.log_index, checked.integrated_time),)
+    if keyless and logged:
+        raise VerificationError(
+            f"keyless {what} has no transparency log entry (no bundle annotation and none found in Rekor)",
+            step="transparency log")
+    return ()

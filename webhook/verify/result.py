@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
+from typing import ClassVar
 
 from cryptography import x509
 
@@ -22,8 +23,32 @@ class LogProof:
     integrated_time: datetime | None
 
 
+class SignerIdentity:
+    """Who made a verified signature or attestation, held against identity policies after verification."""
+
+    certificate: x509.Certificate | None
+    log_proofs: tuple[LogProof, ...]
+    _made: ClassVar[str]
+    """What was made (``signature``, ``attestation``), for the message when there is no certificate."""
+
+    @cached_property
+    def signer(self) -> Signer | None:
+        """Subject, issuer and Fulcio claims of the certificate (None when made with a key); computed on first use."""
+        return signer_of(self.certificate) if self.certificate is not None else None
+
+    @property
+    def log_index(self) -> int | None:
+        return self.log_proofs[0].log_index if self.log_proofs else None
+
+    def check_identity(self, policy: Policy) -> None:
+        """Raise IdentityMismatchError (or VerificationError) unless the signer satisfies ``policy``."""
+        if self.certificate is None:
+            raise VerificationError(f"{self._made} was made with a key, not a certificate identity", step="identity")
+        policy.verify(self.certificate)
+
+
 @dataclass(frozen=True)
-class VerifiedSignature:
+class VerifiedSignature(SignerIdentity):
     """A cryptographically verified signature, before any identity policy is applied.
 
     Identity is checked separately (``check_identity``) so that one verification can be held
@@ -40,18 +65,4 @@ class VerifiedSignature:
     statement: Statement | None = None
     key_verified: bool = False
     """True when the signature was checked with a caller-supplied public key."""
-
-    @cached_property
-    def signer(self) -> Signer | None:
-        """Who signed, from the certificate; computed on first use since most callers never ask."""
-        return signer_of(self.certificate) if self.certificate is not None else None
-
-    @property
-    def log_index(self) -> int | None:
-        return self.log_proofs[0].log_index if self.log_proofs else None
-
-    def check_identity(self, policy: Policy) -> None:
-        """Raise IdentityMismatchError (or VerificationError) unless the signer satisfies ``policy``."""
-        if self.certificate is None:
-            raise VerificationError("signature was made with a key, not a certificate identity", step="identity")
-        policy.verify(self.certificate)
+    _made: ClassVar[str] = "signature"

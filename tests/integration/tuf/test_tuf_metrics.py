@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.tuf_repo import LocalServer, TufTestRepository
-from webhook.app import build_trust
 from webhook.config import ServerConfig
 from webhook.metrics import Metrics
+from webhook.server.setup import build_trust
 
 
 def test_the_trust_roots_tuf_requests_reach_the_metrics(

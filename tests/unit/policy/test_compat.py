@@ -14,8 +14,8 @@ from tests.fixtures_path import shared_fixture
 from tests.sigstore_kit.instance import SigstoreKit
 from tests.unit.policy.policy_docs import PEM_P256, make_cip
 from webhook.policy import Mode, load_documents, load_file
+from webhook.policy.authorities import SignatureFormat
 from webhook.policy.loader import LoadResult
-from webhook.policy.models import SignatureFormat
 
 PC_V1ALPHA1 = "policy.sigstore.dev/v1alpha1"
 PC_V1BETA1 = "policy.sigstore.dev/v1beta1"

@@ -11,7 +11,7 @@ from tests.unit.policy.policy_docs import make_cip
 from webhook.errors import IdentityMismatchError
 from webhook.policy import ClusterImagePolicy, load_documents
 from webhook.policy._base import set_regexp_mode
-from webhook.policy.models import Identity
+from webhook.policy.authorities import Identity
 
 FIELD = "spec.authorities[0].keyless.identities[0]"
 WORKFLOW = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"

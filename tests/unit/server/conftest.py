@@ -10,13 +10,14 @@ import pytest
 from fastapi import FastAPI
 
 from webhook.admission.outcome import ImageOutcome
-from webhook.app import LoadedPolicies, create_app
+from webhook.app import create_app
 from webhook.config import ServerConfig
 from webhook.decision import ImageDecision
 from webhook.decision.workload import Workload
 from webhook.oci import CredentialStore
 from webhook.policy.loader import LoadResult
 from webhook.policy.matching import PolicySet
+from webhook.server.setup import LoadedPolicies
 from webhook.trust.embedded import production_trusted_root
 from webhook.trust.provider import TrustRootProvider
 

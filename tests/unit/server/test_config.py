@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from webhook.app import build_trust, load_policies
 from webhook.cli import build_parser
 from webhook.config import ServerConfig, from_args
 from webhook.errors import InputError
 from webhook.policy.models import NoMatchPolicy
+from webhook.server.setup import build_trust, load_policies
 
 PROJECT = Path(__file__).resolve().parents[3]
 CHART_ARGS = ["serve", "--host", "0.0.0.0", "--port", "8443", "--tls-cert", "/etc/signet/tls/tls.crt",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.commands.serve import ShutdownDeadlines
+from webhook.server.workers import ShutdownDeadlines
 
 
 @pytest.mark.parametrize("grace", [0.2, 1, 2.5, 3, 10, 25, 300])
