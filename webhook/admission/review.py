@@ -11,6 +11,7 @@ see STYLE.md / kopf). No other exception escapes ``parse_review`` whatever the b
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
@@ -35,6 +36,8 @@ JsonObject: TypeAlias = Mapping[str, Any]
 
 # Error messages quote user data; keep them short enough for a log line and a 400 body.
 _MAX_QUOTED = 80
+# A namespace is an RFC 1123 label (what the API server accepts); fullmatch, so no "$" before "\n".
+_NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class MalformedReviewError(InputError):
@@ -191,6 +194,15 @@ def _user(request: JsonObject) -> UserInfo:
     return UserInfo(username=username, groups=tuple(groups))
 
 
+def _namespace(request: JsonObject) -> str:
+    # Namespaces key state kept across reviews (plans, Secret reads): only names the API server
+    # could send, so that a caller reaching the Service directly cannot pin megabytes per review.
+    namespace = _string(request, "namespace", "request.namespace", required=False)
+    if namespace and _NAMESPACE.fullmatch(namespace) is None:
+        raise MalformedReviewError(f"request.namespace {_quote(namespace)} is not a namespace name (RFC 1123 label)")
+    return namespace
+
+
 def _new_object(request: JsonObject) -> JsonObject | None:
     value = request.get("object")
     if value is None or isinstance(value, dict):
@@ -255,7 +267,7 @@ def parse_review(body: bytes | bytearray | memoryview | str) -> AdmissionReview:
         kind=_gvk(request),
         resource=_gvr(request),
         sub_resource=_string(request, "subResource", "request.subResource", required=False),
-        namespace=_string(request, "namespace", "request.namespace", required=False),
+        namespace=_namespace(request),
         name=_string(request, "name", "request.name", required=False),
         operation=operation,
         user=_user(request),

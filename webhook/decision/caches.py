@@ -86,14 +86,18 @@ class EngineCaches:
                 self.policy_texts, self.policy_results, self.ca_certs, self.pull_credentials)
 
 
-def verdict_key(plan: ImagePlan, digest: str, materials: Materials, workload: Mapping[str, Any] | None
-                 ) -> VerdictKey:
-    """Repository, digest, policy revision, trust-root/key/ConfigMap fingerprints (and the workload's parts)."""
+def verdict_key(plan: ImagePlan, digest: str, materials: Materials,
+                workload: Callable[[frozenset[str]], str] | None) -> VerdictKey:
+    """Repository, digest, policy revision, trust-root/key/ConfigMap fingerprints (and the workload's parts).
+
+    ``workload`` gives the fingerprint of the admitted object's parts (:func:`workload_fingerprint`, memoised
+    by the caller: one object may be megabytes, and a review names it once for all its images).
+    """
     assert plan.ref is not None
     key = (plan.ref.name, digest, plan.revision, *materials.fingerprint())
     if plan.workload_parts:
         # A spec.policy that sees the object decides per object: its parts join the key.
-        key = (*key, workload_fingerprint(workload, plan.workload_parts))
+        key = (*key, workload(plan.workload_parts) if workload is not None else "workload:none")
     return key
 
 

@@ -33,12 +33,12 @@ import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.admission.outcome import ImageOutcome
 from webhook.decision.authorities import Context, evaluate_policy
-from webhook.decision.caches import EngineCaches, VerdictKey, verdict_key
+from webhook.decision.caches import EngineCaches, VerdictKey, verdict_key, workload_fingerprint
 from webhook.decision.clients import ClientPool
 from webhook.decision.config_files import image_config_files
 from webhook.decision.lookups import Lookup, RootDeriver
@@ -69,6 +69,7 @@ _logger = logging.getLogger(__name__)
 __all__ = ["Engine", "SecretKeyReader"]
 
 _MAX_VERIFIERS = 64
+_MAX_INLINE_KEYS = 1024
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class _Snapshot:
     root: TrustedRoot
     namespace: str | None
     workload: Workload | None = None
+    _fingerprints: dict[frozenset[str], str] = field(default_factory=dict, compare=False)
 
     @property
     def target(self) -> MatchTarget | None:
@@ -87,6 +89,13 @@ class _Snapshot:
     @property
     def document(self) -> Mapping[str, Any] | None:
         return self.workload.document if self.workload is not None else None
+
+    def fingerprint(self, parts: frozenset[str]) -> str:
+        """The object's fingerprint for ``parts``, computed once per decision (not once per image)."""
+        known = self._fingerprints.get(parts)
+        if known is None:
+            known = self._fingerprints[parts] = workload_fingerprint(self.document, parts)
+        return known
 
 
 @dataclass(frozen=True)
@@ -132,7 +141,7 @@ class Engine:
         self._clients = ClientPool(registry, registry_for)
         self._reads = ClusterReads(self.caches, Readers(secret_key, config_map, ca_certificates, pull_secrets))
         self._verifiers: OrderedDict[tuple[str, Requirements], Verifier] = OrderedDict()
-        self._inline_keys: dict[str, PublicKey] = {}
+        self._inline_keys: OrderedDict[str, PublicKey] = OrderedDict()
         self._roots = RootDeriver()
         self._planner: Planner | None = None
         self.policy_services = PolicyServices(self.caches.policy_results, sandbox=sandbox, remote=remote_policies)
@@ -170,7 +179,7 @@ class Engine:
             if plan.final is not None:
                 answers[image] = plan.final
                 continue
-            key = self._warm_key(plan, planner, root, snapshot.document)
+            key = self._warm_key(plan, planner, root, snapshot)
             cached = self.caches.verdicts.peek(key) if key is not None else None
             if cached is not None:
                 answers[image] = cached.for_image(image)
@@ -261,7 +270,7 @@ class Engine:
                     return plan.final
             # 4. what the verdict depends on, then 5-7 once per key
             materials = await self._reads.read(plan, snapshot.planner, snapshot.root)
-            key = verdict_key(plan, digest, materials, snapshot.document)
+            key = verdict_key(plan, digest, materials, snapshot.fingerprint)
             assert plan.ref is not None
             pinned = plan.ref.with_digest(digest)
             decision = await self.caches.verdicts.get(
@@ -303,7 +312,7 @@ class Engine:
     # -- keys ---------------------------------------------------------------------------------------
 
     def _warm_key(self, plan: ImagePlan, planner: Planner, root: TrustedRoot,
-                  document: Mapping[str, Any] | None) -> VerdictKey | None:
+                  snapshot: _Snapshot) -> VerdictKey | None:
         """The verdict key from caches alone, or None when something must be fetched first."""
         assert plan.ref is not None
         digest = plan.ref.digest or self.caches.digests.peek(str(plan.ref))
@@ -312,7 +321,7 @@ class Engine:
         if not plan.reads_cluster:
             return (plan.ref.name, digest, plan.revision, root.fingerprint)
         materials = self._reads.peek(plan, planner, root)
-        return verdict_key(plan, digest, materials, document) if materials is not None else None
+        return verdict_key(plan, digest, materials, snapshot.fingerprint) if materials is not None else None
 
     # -- caches -----------------------------------------------------------------------------------
 
@@ -362,6 +371,9 @@ class Engine:
         key = self._inline_keys.get(pem)
         if key is None:
             key = self._inline_keys[pem] = load_pem_public_key(pem.encode(), "authority key")
+            if len(self._inline_keys) > _MAX_INLINE_KEYS:  # policies come and go: keep what is in use
+                self._inline_keys.popitem(last=False)
+        self._inline_keys.move_to_end(pem)
         return key
 
     def _rekor_lookup(self, root: TrustedRoot) -> RekorLookup | None:

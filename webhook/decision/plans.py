@@ -170,6 +170,19 @@ class Planner:
         key = (image, namespace, None, self.policy_set.match_key(target))
         return self._memo(key, lambda: self._make(image, namespace, target))
 
+    def _memo(self, key: tuple[str, str | None, str | None, object], make: Callable[[], ImagePlan]) -> ImagePlan:
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = make()
+            if plan.ref is None:
+                # An invalid reference is refused again cheaply, and whoever reaches the Service may send
+                # megabytes of them: only valid ones (at most ~520 characters) are kept.
+                return plan
+            self._plans[key] = plan
+            if len(self._plans) > self._max:
+                self._plans.popitem(last=False)
+        return plan
+
     def pinned(self, plan: ImagePlan, digest: str, namespace: str | None,
                target: MatchTarget | None = None) -> ImagePlan:
         """A ``needs_digest`` plan completed with the digest its tag resolved to."""
@@ -178,14 +191,6 @@ class Planner:
         key = (plan.image, namespace, digest, self.policy_set.match_key(target))
         return self._memo(key, lambda: self._select(plan.image, ref, namespace, target))
 
-    def _memo(self, key: tuple[str, str | None, str | None, object], make: Callable[[], ImagePlan]) -> ImagePlan:
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = make()
-            if len(self._plans) > self._max:
-                self._plans.popitem(last=False)
-        return plan
-
     def _make(self, image: str, namespace: str | None, target: MatchTarget | None) -> ImagePlan:
         # 1. the reference, in its one canonical form
         try:
@@ -193,13 +198,20 @@ class Planner:
         except InputError as exc:
             return ImagePlan(image, None, ImageDecision(image, ImageOutcome(
                 image, None, "deny", None, None, f"invalid image reference: {exc.reason}")))
-        if self.policy_set.digest_sensitive and ref.digest is None:
-            # A glob such as `ghcr.io/acme/app@sha256:*` may apply once the tag is resolved: nothing is
-            # decided from the tag alone. Until then, what applies to the tag says how to treat failures.
-            before = self.policy_set.select(ref, namespace, target).policies
-            return ImagePlan(image, ref, None, before,
-                             warn_only=bool(before) and all(p.spec.mode is Mode.WARN for p in before),
-                             needs_digest=True)
+        pending = self.policy_set.digest_candidates(ref, namespace) if ref.digest is None else ()
+        if pending:
+            # A glob such as `ghcr.io/acme/app@sha256:*` may apply once the tag is resolved. The digest only
+            # adds policies, so an enforcing policy that can only fail decides now; anything else waits.
+            selection = self.policy_set.select(ref, namespace, target)
+            before = selection.policies
+            failed = self._failed_statically(image, ref, before)
+            if failed is not None:
+                return ImagePlan(image, ref, failed, before)
+            # Until then, failures only warn if whatever the digest may select can only warn: every
+            # policy that may join is in warn mode, and (no cluster policy yet) noMatchPolicy does not deny.
+            warn_only = (bool(before) and all(p.spec.mode is Mode.WARN for p in (*before, *pending))
+                         and (bool(selection.cluster) or self.policy_set.no_match_policy is not NoMatchPolicy.DENY))
+            return ImagePlan(image, ref, None, before, warn_only=warn_only, needs_digest=True)
         return self._select(image, ref, namespace, target)
 
     def _select(self, image: str, ref: ImageReference, namespace: str | None,
@@ -229,13 +241,22 @@ class Planner:
         return ImageDecision(image, ImageOutcome(image, ref.digest, verdict, None, None,
                                                  f"no policy matches image {ref.name} (noMatchPolicy {action})"))
 
+    @staticmethod
+    def _failed_statically(image: str, ref: ImageReference, policies: tuple[Policy, ...]) -> ImageDecision | None:
+        """The denial of the first policy in enforce mode that can only fail, if there is one."""
+        for policy in policies:
+            result = _static_result(policy) if policy.spec.mode is Mode.ENFORCE else None
+            if result is not None and not result.ok:
+                return outcome(image, ref.digest, "deny", policy, result)
+        return None
+
     def _decided_statically(self, image: str, ref: ImageReference, policies: tuple[Policy, ...]
                             ) -> ImageDecision | None:
         """Without looking at signatures: a policy in enforce mode that can only fail, or all-static policies."""
+        failed = self._failed_statically(image, ref, policies)
+        if failed is not None:
+            return failed
         results = [_static_result(p) for p in policies]
-        for policy, result in zip(policies, results, strict=True):
-            if result is not None and not result.ok and policy.spec.mode is Mode.ENFORCE:
-                return outcome(image, ref.digest, "deny", policy, result)
         if all(r is not None for r in results):
             return combine(image, ref.digest, policies, [r for r in results if r is not None],
                            on_error=self._on_error)

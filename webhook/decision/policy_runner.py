@@ -58,7 +58,9 @@ class PolicyRunner:
 
     async def evaluate(self, policy: CompiledPolicy, document: Mapping[str, Any]) -> PolicyVerdict:
         """The policy's verdict on ``document``; InfrastructureError when the sandbox cannot run it."""
-        key = document_digest(document)
+        # Canonicalising and hashing a document that carries a workload of megabytes takes a while:
+        # never on the event loop (a review with hundreds of images would hold it for seconds).
+        key = await asyncio.to_thread(document_digest, document)
         if not key:
             return await self._run(policy, document)
         return await self.results.get((policy_digest(policy), key), lambda: self._run(policy, document))

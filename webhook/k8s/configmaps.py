@@ -16,6 +16,7 @@ from kubernetes import client as k8s_client
 
 from webhook.errors import InputError
 from webhook.k8s.client import api_error, raw_json
+from webhook.k8s.secrets import READ_TIMEOUT
 
 HTTP_NOT_FOUND = 404
 
@@ -36,7 +37,7 @@ class ConfigMaps:
         where = f"ConfigMap {namespace or self._own_namespace}/{name}"
         try:
             response = self._core.read_namespaced_config_map(name, namespace or self._own_namespace,
-                                                             _preload_content=False)
+                                                             _preload_content=False, _request_timeout=READ_TIMEOUT)
             document = raw_json(response)
         except k8s_client.ApiException as exc:
             if exc.status == HTTP_NOT_FOUND:

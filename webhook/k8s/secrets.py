@@ -37,8 +37,14 @@ DOCKER_CONFIG_KEYS: Final = {
 PUBLIC_KEY_NAMES: Final = ("cosign.pub", "publicKey", "key.pub")
 CA_CERTIFICATE_NAMES: Final = ("ca.crt", "ca-cert", "caCert")
 HTTP_NOT_FOUND: Final = 404
+READ_TIMEOUT: Final = (3.0, 5.0)
+"""(connect, read) seconds for one Secret or ServiceAccount: admission waits on these reads."""
 
 _T = TypeVar("_T")
+
+
+MAX_PULL_SECRETS = 32
+"""Pull secrets read for one workload (its own and its service account's); real workloads name a few."""
 
 
 class SecretKeyError(InputError):
@@ -71,8 +77,15 @@ class PullSecrets:
         """Credentials for a workload in ``namespace`` whose pod spec is ``pod_spec`` (camelCase, as in the API)."""
         account = pod_spec.get("serviceAccountName") or pod_spec.get("serviceAccount") or "default"
         names = self._cached("serviceaccount", namespace, str(account), self._account_pull_secrets) or []
+        wanted = list(dict.fromkeys([*names, *_reference_names(pod_spec.get("imagePullSecrets"))]))
+        if len(wanted) > MAX_PULL_SECRETS:
+            # One API read each, before the admission's deadline starts: a workload naming thousands
+            # would hold a worker thread (and everything queued behind it) for minutes.
+            _logger.warning("%s/%s names %d pull secrets; only the first %d are read", namespace, account,
+                            len(wanted), MAX_PULL_SECRETS)
+            wanted = wanted[:MAX_PULL_SECRETS]
         store = CredentialStore()
-        for name in [*names, *_reference_names(pod_spec.get("imagePullSecrets"))]:
+        for name in wanted:
             creds = self._cached("pull", namespace, name, self._pull_secret)
             if creds is not None:
                 store = store.merged(creds)
@@ -158,9 +171,11 @@ class PullSecrets:
     def _read(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
         try:
             if kind == "serviceaccount":
-                response = self._core.read_namespaced_service_account(name, namespace, _preload_content=False)
+                response = self._core.read_namespaced_service_account(name, namespace, _preload_content=False,
+                                                                      _request_timeout=READ_TIMEOUT)
             else:
-                response = self._core.read_namespaced_secret(name, namespace, _preload_content=False)
+                response = self._core.read_namespaced_secret(name, namespace, _preload_content=False,
+                                                            _request_timeout=READ_TIMEOUT)
             document = raw_json(response)
         except k8s_client.ApiException as exc:
             if exc.status == HTTP_NOT_FOUND:

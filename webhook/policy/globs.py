@@ -13,8 +13,9 @@ Normalisation, shared with references (:mod:`webhook.oci.reference`): a literal 
 segment with ``.``, ``:`` or ``localhost``) is canonical (case, default port, Docker Hub's names);
 a first segment without one is a Docker Hub namespace (``acme/*`` is ``index.docker.io/acme/*``),
 a single segment an official image (``nginx``, ``*``). A first segment with a wildcard (``*/**``,
-``*.io/**``, ``foo**``) may span registries and is kept as written, except that the glob ``*/*``
-means ``index.docker.io/*/*``, as policy-controller special-cases it (``*/*:v1`` is not special).
+``*.io/**``, ``foo**``) may span registries and is kept as written (lower case, and a literal port
+written as references write it: ``*.example.com:443`` is ``*.example.com``), except that the glob
+``*/*`` means ``index.docker.io/*/*``, as policy-controller special-cases it (``*/*:v1`` is not special).
 
 Deliberate differences from policy-controller:
 
@@ -50,6 +51,7 @@ import re2
 
 from webhook.errors import InputError
 from webhook.oci.reference import (
+    DEFAULT_PORT,
     DOCKER_HUB,
     ImageReference,
     canonical_registry,
@@ -123,6 +125,13 @@ def _wildcard_host(segment: str) -> str:
     # Hosts are compared in lower case; a wildcard segment may name a host, so it is lowered too.
     if "@" in segment:
         raise GlobError(f"{segment!r}: '@' belongs only before a digest")
+    host, colon, port = segment.lower().rpartition(":")
+    if colon and port.isdigit():
+        # A literal port is written as references write it: decimal, the default (443) dropped.
+        number = int(port)
+        if not 0 < number <= 65535:
+            raise GlobError(f"{segment!r}: port {port} is not between 1 and 65535")
+        return host if number == DEFAULT_PORT else f"{host}:{number}"
     return segment.lower()
 
 
@@ -194,6 +203,10 @@ class ImageGlob:
         if any(part not in text for part in self._inner):
             return False
         return self._regex.fullmatch(text) is not None
+
+    def may_extend(self, spelling: str) -> bool:
+        """Could the glob match ``spelling`` followed by some ``:tag``/``@digest``? (False only when it cannot.)"""
+        return spelling.startswith(self._head) or self._head.startswith(spelling)
 
     def matches_name(self, name: str) -> bool:
         """Does the canonical ``registry/repository`` match? Exact only for ``name_only`` globs."""

@@ -23,6 +23,7 @@ lookup or two per image. :class:`PolicyStore` keeps the current set for a watche
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -165,6 +166,8 @@ class PolicySet:
         self._has_qualified = bool(qualified)
         self.digest_sensitive = any(g.digest_sensitive for g in qualified)
         """Some glob may select differently once the tag is resolved: select again with the digest."""
+        self._cluster_by_digest = _digest_globs(self._cluster)
+        self._ns_by_digest = {ns: _digest_globs(ps) for ns, ps in self._ns_policies.items()}
         # lru_cache is thread-safe and bounded; it lives and dies with this immutable snapshot.
         self._cluster_by_name = lru_cache(maxsize=cache_size)(self._cluster_match)
         self._ns_by_name = lru_cache(maxsize=cache_size)(self._ns_match)
@@ -209,6 +212,24 @@ class PolicySet:
                         missing.setdefault(ref, []).append(policy.key)
         return {ref: tuple(dict.fromkeys(keys)) for ref, keys in missing.items()}
 
+    def digest_candidates(self, ref: ImageReference, namespace: str | None = None) -> tuple[Policy, ...]:
+        """Policies that may apply to ``ref`` (a tag) once its digest is known, through a digest-sensitive glob.
+
+        An over-approximation (``match`` is not applied, globs are compared by their literal start), so
+        that a tag whose resolution fails is never treated as if nothing more could apply. Only the
+        cluster's and ``namespace``'s policies count: one namespace's globs never make another wait.
+        """
+        pairs: tuple[tuple[Policy, ImageGlob], ...] = (*self._cluster_by_digest,
+                                                       *self._ns_by_digest.get(namespace or "", ()))
+        if not pairs:
+            return ()
+        spellings = name_spellings(ref.name)
+        found: dict[int, Policy] = {}
+        for policy, glob in pairs:
+            if id(policy) not in found and any(glob.may_extend(spelling) for spelling in spellings):
+                found[id(policy)] = policy
+        return tuple(found.values())
+
     def match_key(self, target: MatchTarget | None) -> object:
         """What of ``target`` can change a selection: None when no policy has ``match`` (plans then ignore it).
 
@@ -219,7 +240,8 @@ class PolicySet:
         if target is None:
             return ("unknown",)
         labels = target.label_map
-        return (target.group, target.version, target.resource, tuple(labels.get(k) for k in self._label_keys))
+        return (target.group, target.version, target.resource,
+                tuple(_label_key(labels.get(k)) for k in self._label_keys))
 
     def _cluster_match(self, name: str) -> tuple[ClusterImagePolicy, ...]:
         return _pick(self._cluster, self._cluster_names.match(name_spellings(name)))
@@ -262,6 +284,18 @@ class PolicySet:
     def policies_for(self, image: str | ImageReference, namespace: str | None = None) -> list[Policy]:
         """All policies that must pass for ``image`` in ``namespace`` (see :meth:`select`)."""
         return list(self.select(image, namespace).policies)
+
+
+def _label_key(value: str | None) -> str | None:
+    # Plans are memoised under this: a value longer than any label value the API server accepts (63)
+    # is kept as its digest (71 characters, so it never equals a real value), not as sent.
+    if value is None or len(value) <= 63:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _digest_globs(policies: tuple[_P, ...]) -> tuple[tuple[_P, ImageGlob], ...]:
+    return tuple((p, image.compiled) for p in policies for image in p.spec.images if image.compiled.digest_sensitive)
 
 
 def _applying(policies: tuple[_P, ...], target: MatchTarget) -> tuple[_P, ...]:
