@@ -111,13 +111,13 @@ class _State:
     """Everything the routes share; one per app."""
 
     def __init__(self, config: ServerConfig, engine: DecisionEngine | None, trust: TrustRootProvider | None,
-                 policies: LoadedPolicies | None, tls: CertificateReloader | None) -> None:
+                 policies: LoadedPolicies | None, tls: CertificateReloader | None, *, audit: AuditLog | None) -> None:
         self.config = config
         self.engine = engine
         self.trust = trust
         self.policies = policies
         self.tls = tls
-        self.audit = AuditLog()
+        self.audit = audit or AuditLog()
         self.store: PolicyStore | None = None
         """Directory and cluster policies together, when the cluster integration runs."""
         self.cluster: ClusterIntegration | None = None
@@ -323,9 +323,13 @@ def create_app(
     trust: TrustRootProvider | None = None,
     policies: LoadedPolicies | None = None,
     tls: CertificateReloader | None = None,
+    audit: AuditLog | None = None,
 ) -> FastAPI:
-    """The admission app; the lifespan builds whatever is not given (trust, policies, engine)."""
-    state = _State(config, engine, trust, policies, tls)
+    """The admission app; the lifespan builds whatever is not given (trust, policies, engine).
+
+    ``audit`` says where decisions are recorded (default: the ``signet.audit`` logger).
+    """
+    state = _State(config, engine, trust, policies, tls, audit=audit)
     app = FastAPI(title="signet", lifespan=state.lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.signet = state
 

@@ -1,9 +1,9 @@
-"""One JSON line per admission decision (ARCHITECTURE.md §8), on the ``signet.audit`` logger.
+"""One JSON line per admission decision (ARCHITECTURE.md §8): on stdout in ``signet serve``.
 
-The line is built with orjson and logged as the message itself, so a handler with the format
-``%(message)s`` (what ``signet serve`` installs on stdout) emits exactly one JSON object per
-line. Texts that came from the request or a certificate are cleaned (``outcome.clean``) so a
-crafted image name or SAN cannot split the line.
+The line is built with orjson and written whole, with its newline, and flushed (``signet serve``
+gives stdout; without a stream it goes to the ``signet.audit`` logger as the message itself), so
+every decision is exactly one JSON object per line. Texts that came from the request or a
+certificate are cleaned (``outcome.clean``) so a crafted image name or SAN cannot split the line.
 
 Every field is bounded, and so is the line: at most ``MAX_LINE`` bytes (64 KiB, under what log
 shippers accept as one record). When the images do not all fit, the line keeps those that do, in
@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 import orjson
 
@@ -107,10 +107,15 @@ def audit_line(
 
 
 class AuditLog:
-    """Writes audit lines to a logger (``signet.audit`` unless told otherwise)."""
+    """Writes audit lines to ``stream`` (one write and flush per line), else to a logger (``signet.audit``).
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
+    ``signet serve`` gives stdout: a line per decision is the hot path, and the logging machinery
+    would cost more than building the line.
+    """
+
+    def __init__(self, logger: logging.Logger | None = None, *, stream: TextIO | None = None) -> None:
         self._logger = logger or logging.getLogger(AUDIT_LOGGER)
+        self._stream = stream
 
     def record(
         self,
@@ -123,19 +128,12 @@ class AuditLog:
         route: str,
         upstreams: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        if not self._logger.isEnabledFor(logging.INFO):
+        if self._stream is None and not self._logger.isEnabledFor(logging.INFO):
             return
         line = audit_line(review, decision=decision, reason=reason, outcomes=outcomes, duration=duration, route=route,
-                          upstreams=upstreams)
-        self._logger.info("%s", line.decode())
-
-
-def configure_audit_handler(stream: Any) -> logging.Handler:
-    """Send ``signet.audit`` lines, bare, to ``stream`` (stdout in ``signet serve``), not to the root logger."""
-    logger = logging.getLogger(AUDIT_LOGGER)
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return handler
+                          upstreams=upstreams).decode()
+        if self._stream is None:
+            self._logger.info("%s", line)
+            return
+        self._stream.write(line + "\n")
+        self._stream.flush()

@@ -64,9 +64,11 @@ class ImageOutcome:
 def clean(text: str, limit: int) -> str:
     """``text`` on one line (control characters → space), at most ``limit`` characters ("…")."""
     # Cut first: the replacement is one character for one, and a 16 MiB name must not be scanned whole.
-    if len(text) <= limit:
-        return _CONTROL.sub(" ", text)
-    return _CONTROL.sub(" ", text[: max(limit - 1, 0)]) + "…"
+    if len(text) > limit:
+        text = text[: max(limit - 1, 0)]
+        return (text if text.isprintable() else _CONTROL.sub(" ", text)) + "…"
+    # Every character _CONTROL replaces is unprintable: ordinary text (the hot path) skips the regexp.
+    return text if text.isprintable() else _CONTROL.sub(" ", text)
 
 
 def short_digest(digest: str) -> str:

@@ -17,7 +17,7 @@ import ssl
 import sys
 
 from webhook.app import create_app
-from webhook.audit import configure_audit_handler
+from webhook.audit import AuditLog
 from webhook.commands.hints import diagnose_tls_files, readable_openssl
 from webhook.config import ServerConfig, add_serve_arguments, from_args, log_level_number
 from webhook.errors import InputError
@@ -67,8 +67,6 @@ def configure_logging(level: int) -> None:
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     config = from_args(args, os.environ)
     configure_logging(logging.DEBUG if args.verbose else log_level_number(config))
-    configure_audit_handler(sys.stdout)
-
     # The trust root is built before the app whose /metrics its TUF requests belong to.
     observer = DeferredObserver()
     trust = build_trust(config, observer)
@@ -77,6 +75,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if tls is None:
         print(f"signet: WARNING: no --tls-cert/--tls-key: serving plain HTTP on {config.host}:{config.port} "
               "(fine for local tests; the Kubernetes API server requires HTTPS)", file=sys.stderr, flush=True)
-    app = create_app(config, trust=trust, policies=policies, tls=tls)
+    # One JSON line per decision on stdout, written directly: the logging machinery costs more than the line.
+    app = create_app(config, trust=trust, policies=policies, tls=tls, audit=AuditLog(stream=sys.stdout))
     observer.target = app.state.signet.metrics.upstreams
     return serve_app(config, app, tls)
