@@ -10,26 +10,40 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from webhook.decision.cache import AsyncCache
 from webhook.decision.caches import EngineCaches
 from webhook.decision.materials import (
-    CertificateMaterial,
-    KeyMaterial,
     Materials,
-    PullCredentials,
     PullSecretReader,
     SecretKeyReader,
     read_ca_certificates,
     read_key,
     read_pull_credentials,
 )
-from webhook.decision.plans import ImagePlan, Planner, PullSecretsRef, SecretRef
-from webhook.decision.policy_sources import ConfigMapKey, ConfigMapReader, PolicyText, read_config_map
+from webhook.decision.plans import ImagePlan, Planner
+from webhook.decision.policy_sources import ConfigMapReader, read_config_map
 from webhook.errors import SignetError, VerificationError
 from webhook.policy.matching import RootRef
 from webhook.trust.crd_roots import trusted_root_from_spec
 from webhook.verify.trustroot import TrustedRoot
+
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+
+
+def _peek_all(cache: AsyncCache[_K, _V], keys: Iterable[_K]) -> dict[_K, _V] | None:
+    """Every key's cached value, or None as soon as one is missing (it must be read first)."""
+    found: dict[_K, _V] = {}
+    for key in keys:
+        value = cache.peek(key)
+        if value is None:
+            return None
+        found[key] = value
+    return found
 
 
 def missing_trust_root(name: str) -> VerificationError:
@@ -56,30 +70,12 @@ class ClusterReads:
     def peek(self, plan: ImagePlan, planner: Planner, root: TrustedRoot) -> Materials | None:
         """The plan's materials from the caches alone; None when something must be read first."""
         caches = self._caches
-        texts: dict[ConfigMapKey, PolicyText] = {}
-        for config_map in plan.config_maps:
-            text = caches.policy_texts.peek(config_map)
-            if text is None:
-                return None
-            texts[config_map] = text
-        keys: dict[SecretRef, KeyMaterial] = {}
-        for secret in plan.secrets:
-            material = caches.keys.peek(secret)
-            if material is None:
-                return None
-            keys[secret] = material
-        certs: dict[SecretRef, CertificateMaterial] = {}
-        for secret in plan.ca_secrets:
-            cert = caches.ca_certs.peek(secret)
-            if cert is None:
-                return None
-            certs[secret] = cert
-        credentials: dict[PullSecretsRef, PullCredentials] = {}
-        for pull in plan.pull_secrets:
-            found = caches.pull_credentials.peek(pull)
-            if found is None:
-                return None
-            credentials[pull] = found
+        texts = _peek_all(caches.policy_texts, plan.config_maps)
+        keys = _peek_all(caches.keys, plan.secrets)
+        certs = _peek_all(caches.ca_certs, plan.ca_secrets)
+        credentials = _peek_all(caches.pull_credentials, plan.pull_secrets)
+        if texts is None or keys is None or certs is None or credentials is None:
+            return None
         roots: dict[RootRef, TrustedRoot | SignetError] = {}
         for ref in plan.named_roots:
             spec_key = planner.trust_root_key(ref)

@@ -35,7 +35,7 @@ from webhook.verify.cosign import verify_layer_log_entry
 from webhook.verify.cosign_attestation import CosignAttestation
 from webhook.verify.dsse import COSIGN_SIGN_PREDICATE, DsseEnvelope, Statement
 from webhook.verify.identity import Policy
-from webhook.verify.keys import PublicKey, certificate_key, spki_der, spki_sha256
+from webhook.verify.keys import PublicKey, signing_key, spki_sha256
 from webhook.verify.material import Digest, SignedContent
 from webhook.verify.result import LogProof, SignerIdentity
 from webhook.verify.timestamp import verify_timestamp
@@ -162,26 +162,19 @@ def verify_cosign_attestation(
     leaf = attestation.certificate
 
     # (a) the signer.
-    if key is not None:
-        if leaf is not None and spki_der(certificate_key(leaf)) != spki_der(key):
-            raise VerificationError("the attestation's certificate is for another key than the one given",
-                                    step="key")
-        signing_key: PublicKey = key
-    elif leaf is not None:
-        signing_key = certificate_key(leaf)
-    else:
-        raise VerificationError("attestation carries no certificate; it was made with a key", step="key")
+    signer_key = signing_key(leaf, key, what="the attestation",
+                             keyed="attestation carries no certificate; it was made with a key")
 
     # (g)+(h) the DSSE signature, payload type, statement type and the image among the subjects.
     envelope = attestation.envelope
-    statement = check_envelope(envelope, signing_key, attestation.signature, Artifact(digest))
+    statement = check_envelope(envelope, signer_key, attestation.signature, Artifact(digest))
 
     # (1) signing times and (e) the log entry: from the bundle annotation or an online lookup.
     times = ([verify_timestamp(attestation.timestamp, attestation.timestamped, trusted_root)]
              if attestation.timestamp is not None else [])
     verifier.requirements.check_timestamped(len(times))
     content = SignedContent(
-        attestation.signature, signing_key, digest_for_key(signing_key, envelope.pae),
+        attestation.signature, signer_key, digest_for_key(signer_key, envelope.pae),
         certificate=leaf if key is None else None, envelope=envelope, payload=envelope.payload,
         envelope_bytes=attestation.envelope_bytes,
     )

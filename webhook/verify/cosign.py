@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 
 from webhook.errors import VerificationError
 from webhook.verify.identity import Policy
-from webhook.verify.keys import PublicKey, certificate_key, spki_der, verify_signature
+from webhook.verify.keys import PublicKey, signing_key, verify_signature
 from webhook.verify.material import Digest, SignedContent
 from webhook.verify.result import LogProof, VerifiedSignature
 from webhook.verify.simplesigning import SimpleSigningPayload
@@ -122,17 +122,11 @@ def verify_cosign_material(
     """Everything but the identity policy, for caching across policies."""
     trusted_root = verifier.trusted_root
     # (a) the signer: the caller's key, or the certificate annotation.
-    if key is not None:
-        signing_key = key
-        if sig.certificate is not None and spki_der(certificate_key(sig.certificate)) != spki_der(key):
-            raise VerificationError("the signature's certificate is for another key than the one given", step="key")
-    elif sig.certificate is not None:
-        signing_key = certificate_key(sig.certificate)
-    else:
-        raise VerificationError("signature carries no certificate; it was made with a key", step="key")
+    signer_key = signing_key(sig.certificate, key, what="the signature",
+                             keyed="signature carries no certificate; it was made with a key")
 
     # (g) the signature over the payload bytes (always SHA-256 in cosign), (h) the payload binds the image.
-    verify_signature(signing_key, sig.signature, sig.payload, hash_algorithm=hashes.SHA256(),
+    verify_signature(signer_key, sig.signature, sig.payload, hash_algorithm=hashes.SHA256(),
                      step="signature", what="image signature")
     payload = SimpleSigningPayload.parse(sig.payload)
     payload.check_image(image_digest)
@@ -140,7 +134,7 @@ def verify_cosign_material(
     # (1) signing times and (e) the log entry: from the bundle annotation or an online lookup.
     times = [verify_timestamp(sig.timestamp, sig.signature, trusted_root)] if sig.timestamp else []
     verifier.requirements.check_timestamped(len(times))
-    content = SignedContent(sig.signature, signing_key, Digest("sha256", hashlib.sha256(sig.payload).digest()),
+    content = SignedContent(sig.signature, signer_key, Digest("sha256", hashlib.sha256(sig.payload).digest()),
                             certificate=sig.certificate if key is None else None, payload=sig.payload)
     proofs = verify_layer_log_entry(verifier, content, sig.rekor_bundle, log_entry, keyless=key is None,
                                     what="signature")

@@ -44,6 +44,20 @@ def certificate_key(cert: x509.Certificate) -> PublicKey:
     return key
 
 
+def signing_key(leaf: x509.Certificate | None, key: PublicKey | None, *, what: str, keyed: str) -> PublicKey:
+    """Step (a), who signed: the caller's ``key`` (which a certificate, if any, must carry), else the leaf's.
+
+    ``what`` names the material in the mismatch message; ``keyed`` is the reason when there is neither.
+    """
+    if key is not None:
+        if leaf is not None and spki_der(certificate_key(leaf)) != spki_der(key):
+            raise VerificationError(f"{what}'s certificate is for another key than the one given", step="key")
+        return key
+    if leaf is not None:
+        return certificate_key(leaf)
+    raise VerificationError(keyed, step="key")
+
+
 def load_der_public_key(der: bytes, what: str = "public key") -> PublicKey:
     """Load a DER SubjectPublicKeyInfo."""
     try:

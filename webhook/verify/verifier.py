@@ -36,7 +36,7 @@ from webhook.verify.bundle import Bundle
 from webhook.verify.certs import CertificateVerifier
 from webhook.verify.dsse import IN_TOTO_PAYLOAD_TYPE, DsseEnvelope, Statement
 from webhook.verify.identity import Policy
-from webhook.verify.keys import PublicKey, certificate_key, spki_der, verify_signature
+from webhook.verify.keys import PublicKey, signing_key, verify_signature
 from webhook.verify.material import Digest, SignedContent
 from webhook.verify.result import LogProof, VerifiedSignature
 from webhook.verify.sct import verify_sct
@@ -143,18 +143,11 @@ class Verifier:
 
         # (a) who signed: the caller's key, or the bundle's leaf certificate.
         leaf = bundle.certificate
-        if key is not None:
-            if leaf is not None and spki_der(certificate_key(leaf)) != spki_der(key):
-                raise VerificationError("the bundle's certificate is for another key than the one given",
-                                        step="key")
-            signing_key: PublicKey = key
-        elif leaf is not None:
-            signing_key = certificate_key(leaf)
-        else:
-            raise VerificationError("the bundle was signed with a key; verify it with --key", step="key")
+        signer_key = signing_key(leaf, key, what="the bundle",
+                                 keyed="the bundle was signed with a key; verify it with --key")
 
         # (g)+(h) the signature over the artifact, and the payload's binding to it.
-        content, statement, payload = self._check_content(bundle, artifact, signing_key, leaf, signature)
+        content, statement, payload = self._check_content(bundle, artifact, signer_key, leaf, signature)
 
         # (1) signing times from TSAs and (e) the transparency log entries.
         times = [verify_timestamp(tsr, signature, self.trusted_root) for tsr in bundle.timestamps]
